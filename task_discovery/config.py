@@ -1,0 +1,151 @@
+"""The configuration schema: every field, its default (the original's) and its validation.
+
+Config files under `configs/` start from `base()` and override what their dataset and scale need.
+Values derived from several fields (e.g. the number of human tasks of a dataset) are computed in
+code where they are used, never here, so a command-line override can not leave them stale.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+JOBS = ("discover", "agreement", "adversarial_split")
+
+
+def model_config(name: str = "resnet18") -> ml_collections.ConfigDict:
+  """A network description, read by `models.make_model` / `models.make_encoder`."""
+  return ml_collections.ConfigDict(dict(
+      name=name,                       # 'mlp' | 'cnn' | 'resnet18' | 'vit'
+      mlp_widths=(1024, 512, 256, 64),  # MLP hidden widths (original); BN after all but the last
+      cnn_widths=(32, 64, 128),        # small CNN stage widths (stride 2 after the first stage)
+      resnet_width=64,                 # CIFAR ResNet-18 base width (64 = original, ~11.2M params)
+      vit_patch_size=4,                # ViT patch size (must divide the image size)
+      vit_dim=256,                     # ViT token width
+      vit_depth=6,                     # ViT number of blocks
+      vit_num_heads=6,                 # ViT attention heads
+      vit_head_dim=64,                 # ViT width per head
+      vit_mlp_dim=256,                 # ViT MLP hidden width
+      vit_norm="batch",                # 'batch' (original's pre-norm) | 'layer'
+      conv_impl="auto",                # 'auto' (im2col on CPU, XLA conv elsewhere) | 'xla' | 'im2col'
+  ))
+
+
+def base() -> ml_collections.ConfigDict:
+  """All fields with the original's defaults (CIFAR-10, ResNet-18, d = 32)."""
+  c = ml_collections.ConfigDict()
+  c.job = "discover"                   # 'discover' | 'agreement' | 'adversarial_split'
+  c.seed = 0                           # root seed of every random draw except the data split
+
+  c.data = ml_collections.ConfigDict(dict(
+      name="cifar10",                  # 'digits' | 'fashion_mnist' | 'mnist' | 'cifar10' | ...
+      source="auto",                   # 'auto' | 'sklearn' | 'idx' | 'tfds'
+      data_dir="",                     # '' = the source's default location
+      split="train",                   # which split of the source to use
+      num_images=0,                    # 0 = all, else a seeded subset of this size
+      heldout_fraction=0.1,            # original: 5k of CIFAR-10's 50k training images
+      split_seed=0,                    # seed of the subset and the train/held-out split
+  ))
+
+  # Learners: the networks whose agreement defines a task's AS.
+  c.learner = model_config("resnet18")
+
+  # Task network: encoder -> Linear(d, no bias) -> BatchNorm (offset 0) -> d fixed directions.
+  c.task = ml_collections.ConfigDict(dict(
+      encoder=model_config("resnet18"),
+      num_tasks=32,                    # d: embedding size = number of discovered tasks
+      temperature=5.0,                 # task logits = temperature * [-<w,h>, <w,h>]
+      rotation_seed=0,                 # seed of the Haar-random orthonormal task directions
+      diversity="uniformity",          # 'uniformity' (original) | 'mutual_information' | 'none'
+      uniformity_t=2.0,                # t in log mean exp(-t ||z_i - z_j||^2)
+      diversity_coef=5.0,              # original config: 5; its README command: 25
+  ))
+
+  # Inner loop: the unrolled training of learners inside the differentiable AS.
+  c.inner = ml_collections.ConfigDict(dict(
+      num_steps=50,                    # T unrolled SGD steps
+      batch_size=512,                  # images per inner step (split between learners in 'meta')
+      data_mode="meta",                # 'meta': each learner its own half | 'full': whole batch each
+      num_learners=2,                  # learners per task (original: 2)
+      optimizer="sgd",                 # 'sgd' (original) | 'momentum' | 'adam'
+      # Per-learner step size. The original minimises 0.5 * (loss_0 + loss_1) with lr 0.01, so
+      # each learner steps with 0.005 on its own loss.
+      learning_rate=0.005,
+      momentum=0.9,                    # for optimizer='momentum'
+      eps_root=1e-8,                   # for optimizer='adam': > 0 keeps Adam differentiable
+      random_init=False,               # False: same learner init every meta-step (original)
+      heldout_batch_size=512,          # images on which the learners' agreement is measured
+      resample_heldout=False,          # False: always the first images of the held-out part
+      remat=True,                      # jax.checkpoint each inner step (memory for recompute)
+  ))
+
+  # Outer loop: meta-training of the task network.
+  c.meta = ml_collections.ConfigDict(dict(
+      num_steps=10000,                 # meta-steps
+      meta_batch_size=1,               # tasks per meta-step (1 = original: cycle over tasks)
+      optimizer="adam",                # optimiser of the encoder
+      learning_rate=1e-3,
+      estimator="full",                # 'full' backprop | 'truncated' (last K inner steps only)
+      truncation_length=10,            # K for estimator='truncated'
+      log_every=10,                    # meta-steps between metric records
+  ))
+
+  # Evaluation protocol of the AS (full training on hard labels).
+  c.eval = ml_collections.ConfigDict(dict(
+      num_learners=2,                  # networks per task; AS = mean pairwise agreement
+      optimizer="adam",
+      learning_rate=1e-3,
+      batch_size=512,
+      num_epochs=100,
+      tasks_per_chunk=4,               # tasks trained together in one compiled computation
+      predict_batch_size=1024,
+      num_human_tasks=126,             # evenly spaced over the human task list (126 for 10 classes)
+      num_random_tasks=8,
+      evaluate_discovered=True,        # after 'discover': evaluate every discovered task
+      labels_file="",                  # job='agreement': also evaluate tasks from this file
+  ))
+
+  c.checkpoint = ml_collections.ConfigDict(dict(
+      every_steps=500,                 # meta-steps between checkpoints
+      max_to_keep=3,
+  ))
+  return c
+
+
+def _check(ok: bool, field: str, message: str) -> None:
+  if not ok:
+    raise ValueError(f"config.{field}: {message}")
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the field for values out of range. Model names are checked by
+  `models`, dataset names by `datasets`."""
+  _check(c.job in JOBS, "job", f"{c.job!r} is not one of {JOBS}")
+  _check(0 < c.data.heldout_fraction < 1, "data.heldout_fraction", "must be in (0, 1)")
+  _check(c.data.num_images >= 0, "data.num_images", "must be >= 0 (0 = all images)")
+  _check(c.task.num_tasks >= 1, "task.num_tasks", "must be >= 1")
+  _check(c.task.temperature > 0, "task.temperature", "must be > 0")
+  _check(c.task.diversity in ("uniformity", "mutual_information", "none"), "task.diversity",
+         "must be 'uniformity', 'mutual_information' or 'none'")
+  _check(c.task.diversity_coef >= 0, "task.diversity_coef", "must be >= 0")
+  _check(c.inner.num_steps >= 1, "inner.num_steps", "must be >= 1")
+  _check(c.inner.data_mode in ("meta", "full"), "inner.data_mode", "must be 'meta' or 'full'")
+  _check(c.inner.num_learners >= 2, "inner.num_learners", "must be >= 2 (agreement needs a pair)")
+  _check(c.inner.data_mode == "full" or c.inner.batch_size % c.inner.num_learners == 0,
+         "inner.batch_size", "must be divisible by inner.num_learners when data_mode='meta'")
+  _check(c.inner.learning_rate > 0, "inner.learning_rate", "must be > 0")
+  _check(c.inner.optimizer != "adam" or c.inner.eps_root > 0, "inner.eps_root",
+         "must be > 0 for optimizer='adam', or the meta-gradient is not finite")
+  _check(c.meta.meta_batch_size >= 1, "meta.meta_batch_size", "must be >= 1")
+  _check(c.meta.meta_batch_size <= c.task.num_tasks, "meta.meta_batch_size",
+         "must not exceed task.num_tasks")
+  _check(c.meta.num_steps >= 0, "meta.num_steps", "must be >= 0")
+  _check(c.meta.estimator in ("full", "truncated"), "meta.estimator",
+         "must be 'full' or 'truncated'")
+  _check(c.meta.estimator != "truncated" or 1 <= c.meta.truncation_length <= c.inner.num_steps,
+         "meta.truncation_length", "must be in [1, inner.num_steps] for estimator='truncated'")
+  _check(c.meta.log_every >= 1, "meta.log_every", "must be >= 1")
+  _check(c.eval.num_learners >= 2, "eval.num_learners", "must be >= 2 (agreement needs a pair)")
+  _check(c.eval.num_epochs >= 1, "eval.num_epochs", "must be >= 1")
+  _check(c.eval.num_human_tasks >= 0 and c.eval.num_random_tasks >= 0, "eval",
+         "num_human_tasks and num_random_tasks must be >= 0")
+  _check(c.checkpoint.every_steps >= 1, "checkpoint.every_steps", "must be >= 1")

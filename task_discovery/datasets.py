@@ -1,0 +1,351 @@
+"""Image-classification datasets as in-memory numpy arrays, split into train and held-out parts.
+
+Everything is loaded once into host memory (the experiments put the whole dataset on the device and
+draw minibatch indices inside the jitted step), normalised per channel with the mean/std of the
+training part, and split with a seeded permutation so that the same config gives byte-identical
+arrays.
+
+Sources:
+  * ``sklearn``: scikit-learn's bundled ``load_digits`` (1,797 8x8 images, offline).
+  * ``idx``: gzip or plain IDX files, e.g. Debian's ``dataset-fashion-mnist`` package.
+  * ``tfds``: an already *prepared* TFDS dataset, read with ``tfds.data_source`` in the
+    ``array_record`` format, which needs no TensorFlow. Nothing is ever downloaded here: an offline
+    download retries for minutes, so a missing dataset fails at once with instructions.
+
+Example:
+  >>> config = ml_collections.ConfigDict({'name': 'digits', 'heldout_fraction': 0.1})
+  >>> ds = load_dataset(config)
+  >>> ds.images.shape, len(ds.train_idx), len(ds.heldout_idx)
+  ((1797, 8, 8, 1), 1617, 180)
+"""
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import math
+import os
+import struct
+
+import numpy as np
+
+KNOWN_DATASETS = ('digits', 'fashion_mnist', 'mnist', 'cifar10', 'svhn_cropped')
+DEFAULT_IDX_DIRS = {'fashion_mnist': '/usr/share/datasets/fashion-mnist'}
+FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
+                         'Sneaker', 'Bag', 'Ankle boot')
+_IDX_CLASS_NAMES = {'fashion_mnist': FASHION_MNIST_CLASSES,
+                    'mnist': tuple(str(i) for i in range(10))}
+_IDX_PREFIX = {'train': 'train', 'test': 't10k'}
+# IDX type codes (third magic byte); all multi-byte types are big-endian.
+_IDX_DTYPES = {0x08: 'u1', 0x09: 'i1', 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+  """The requested data is not on this machine; the message says how to get it."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # eq=False: arrays make field-wise == ambiguous.
+class Dataset:
+  """A normalised image-classification dataset with a fixed train / held-out split.
+
+  Attributes:
+    name: Dataset name from the config, e.g. 'cifar10'.
+    images: [N, H, W, C] float32, ``(raw - mean) / std`` with raw pixels in [0, 1].
+    labels: [N] int32 class labels in [0, num_classes).
+    train_idx: [N_train] int32 sorted indices into ``images``.
+    heldout_idx: [N_heldout] int32 sorted indices, disjoint from ``train_idx``; together all N.
+    num_classes: Number of classes.
+    mean: [C] float32 per-channel mean of the raw [0, 1] training images.
+    std: [C] float32 per-channel (population) standard deviation of the same.
+    class_names: One name per class.
+  """
+  name: str
+  images: np.ndarray
+  labels: np.ndarray
+  train_idx: np.ndarray
+  heldout_idx: np.ndarray
+  num_classes: int
+  mean: np.ndarray
+  std: np.ndarray
+  class_names: tuple[str, ...]
+
+  @property
+  def input_shape(self) -> tuple[int, int, int]:
+    """(H, W, C) of one image."""
+    return tuple(self.images.shape[1:])
+
+  @property
+  def num_images(self) -> int:
+    """N, the number of images in both parts together."""
+    return self.images.shape[0]
+
+  def raw_images(self) -> np.ndarray:
+    """Un-normalised [N, H, W, C] float32 images in [0, 1], for plotting."""
+    return np.clip(self.images * self.std + self.mean, 0.0, 1.0).astype(np.float32)
+
+
+def normalize(raw_images_0_1, mean, std) -> np.ndarray:
+  """Normalises [..., C] images with pixel values in [0, 1] by a per-channel mean and std.
+
+  Args:
+    raw_images_0_1: Array [..., C] of pixel values scaled to [0, 1].
+    mean: [C] per-channel mean (``Dataset.mean``).
+    std: [C] per-channel standard deviation (``Dataset.std``).
+
+  Returns:
+    float32 array of the same shape, ``(raw - mean) / std``.
+  """
+  raw = np.asarray(raw_images_0_1, dtype=np.float32)
+  mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+  if raw.shape[-1:] != mean.shape or mean.shape != std.shape:
+    raise ValueError(f'Images with {raw.shape[-1:]} channels do not match mean {mean.shape} and '
+                     f'std {std.shape}.')
+  return (raw - mean) / std
+
+
+def read_idx(path) -> np.ndarray:
+  """Reads an IDX file (the MNIST format), gzip-compressed or plain.
+
+  Args:
+    path: File path; gzip is detected from the content, not the name.
+
+  Returns:
+    Array with the shape and dtype (native byte order) stored in the file.
+
+  Raises:
+    ValueError: If the magic number is not an IDX one or the file is truncated.
+  """
+  with open(path, 'rb') as f:
+    is_gzip = f.read(2) == b'\x1f\x8b'
+  with (gzip.open if is_gzip else open)(path, 'rb') as f:
+    data = f.read()
+  if len(data) < 4 or data[:2] != b'\0\0' or data[2] not in _IDX_DTYPES:
+    raise ValueError(f'{path} is not an IDX file: bad magic number 0x{data[:4].hex()} (expected '
+                     f'0x0000TTDD, TT a type code in {sorted(_IDX_DTYPES)}, DD the rank).')
+  ndim, dtype = data[3], np.dtype(_IDX_DTYPES[data[2]])
+  shape = struct.unpack(f'>{ndim}I', data[4:4 + 4 * ndim])
+  body = data[4 + 4 * ndim:]
+  if len(body) != math.prod(shape) * dtype.itemsize:
+    raise ValueError(f'{path}: header says shape {shape} ({dtype}), but the file holds '
+                     f'{len(body)} data bytes.')
+  return np.frombuffer(body, dtype).reshape(shape).astype(dtype.newbyteorder('='))
+
+
+def load_dataset(config) -> Dataset:
+  """Loads, subsamples, splits and normalises the dataset described by ``config``.
+
+  The subset and the split come from one ``np.random.default_rng(split_seed)``: first the
+  ``num_images`` subset (sorted, so images keep their source order), then a permutation whose first
+  ``round_half_up(heldout_fraction * N)`` entries (clamped to [1, N - 1]) form the held-out part.
+
+  Args:
+    config: The ``data`` section of the experiment config with fields ``name``, ``source``
+      ('auto' | 'sklearn' | 'idx' | 'tfds'), ``data_dir`` ('' = default), ``split`` ('train'),
+      ``num_images`` (0 = all), ``heldout_fraction`` (0.1) and ``split_seed`` (0).
+
+  Returns:
+    The ``Dataset``.
+
+  Raises:
+    ValueError: Unknown name or source, or a config value out of range.
+    DatasetNotFoundError: The data is not on this machine (the message says how to get it).
+  """
+  name = getattr(config, 'name', None)
+  if not name:
+    raise ValueError(f'data.name must be set; known names: {", ".join(KNOWN_DATASETS)}.')
+  source = getattr(config, 'source', 'auto')
+  data_dir = getattr(config, 'data_dir', '') or ''
+  split = getattr(config, 'split', 'train')
+  num_images = int(getattr(config, 'num_images', 0))
+  heldout_fraction = float(getattr(config, 'heldout_fraction', 0.1))
+  split_seed = int(getattr(config, 'split_seed', 0))
+  if not 0.0 < heldout_fraction < 1.0:
+    raise ValueError(f'data.heldout_fraction must be in (0, 1), got {heldout_fraction}.')
+  if num_images < 0:
+    raise ValueError(f'data.num_images must be >= 0 (0 = all), got {num_images}.')
+  if source == 'auto':
+    source = _auto_source(name, data_dir, split)
+  rng = np.random.default_rng(split_seed)
+
+  if source == 'sklearn':
+    raw, labels, class_names = _load_digits(name, split)
+    keep = _subset(rng, len(labels), num_images)
+    raw, labels = raw[keep], labels[keep]
+  elif source == 'idx':
+    raw, labels, class_names = _load_idx(name, data_dir, split)
+    keep = _subset(rng, len(labels), num_images)
+    raw, labels = raw[keep], labels[keep]
+  elif source == 'tfds':  # Reads only the selected records: decoding is the slow part.
+    raw, labels, class_names = _load_tfds(name, data_dir, split, rng, num_images)
+  else:
+    raise ValueError(f"data.source must be 'auto', 'sklearn', 'idx' or 'tfds', got {source!r}.")
+
+  num_classes = len(class_names)
+  if labels.min() < 0 or labels.max() >= num_classes:
+    raise ValueError(f'{name}: labels span [{labels.min()}, {labels.max()}], expected '
+                     f'[0, {num_classes}).')
+  n = len(labels)
+  if n < 2:
+    raise ValueError(f'{name}: need at least 2 images to split, got {n}.')
+  # Round half up (not Python's round-half-even), keeping both parts non-empty.
+  num_heldout = min(max(int(math.floor(heldout_fraction * n + 0.5)), 1), n - 1)
+  perm = rng.permutation(n)
+  heldout_idx = np.sort(perm[:num_heldout]).astype(np.int32)
+  train_idx = np.sort(perm[num_heldout:]).astype(np.int32)
+
+  images = _to_unit_float(raw)
+  mean, std = _channel_stats(images, train_idx)
+  if np.any(std == 0):
+    raise ValueError(f'{name}: a channel is constant over the training images (std {std}).')
+  images -= mean  # In place: CIFAR-10 as float32 is already 600 MB.
+  images /= std
+  arrays = dict(images=images, labels=labels.astype(np.int32), train_idx=train_idx,
+                heldout_idx=heldout_idx, mean=mean, std=std)
+  for array in arrays.values():
+    array.flags.writeable = False  # The dataclass is frozen; so are its arrays.
+  return Dataset(name=name, num_classes=num_classes, class_names=tuple(class_names), **arrays)
+
+
+def _subset(rng: np.random.Generator, n: int, num_images: int) -> np.ndarray:
+  """Sorted indices of a random ``num_images`` subset of range(n) (all of them for 0)."""
+  if num_images > n:
+    raise ValueError(f'data.num_images={num_images} exceeds the {n} images available.')
+  if num_images in (0, n):
+    return np.arange(n)
+  return np.sort(rng.permutation(n)[:num_images])
+
+
+def _to_unit_float(raw: np.ndarray) -> np.ndarray:
+  """[N, H, W] or [N, H, W, C] uint8 (or already [0, 1] float) -> [N, H, W, C] float32 in [0, 1]."""
+  if raw.ndim == 3:
+    raw = raw[..., None]
+  if raw.dtype == np.uint8:
+    return raw.astype(np.float32) / np.float32(255.0)
+  return raw.astype(np.float32)
+
+
+def _channel_stats(images: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Per-channel mean and population std over images[idx], accumulated in float64."""
+  stats = []
+  for c in range(images.shape[-1]):  # One channel at a time bounds the float64 copy.
+    x = images[idx, ..., c].astype(np.float64)
+    stats.append((x.mean(), x.std()))
+  mean, std = np.asarray(stats, dtype=np.float32).T
+  return mean.copy(), std.copy()
+
+
+def _auto_source(name: str, data_dir: str, split: str) -> str:
+  if name == 'digits':
+    return 'sklearn'
+  if name == 'fashion_mnist' and _idx_paths(data_dir or DEFAULT_IDX_DIRS[name], split):
+    return 'idx'
+  return 'tfds'
+
+
+def _load_digits(name: str, split: str):
+  if name != 'digits':
+    raise ValueError(f"source='sklearn' only provides 'digits', not {name!r}.")
+  if split != 'train':  # Nothing to choose: fail rather than silently ignore the field.
+    raise ValueError(f"digits has a single split; set data.split='train', got {split!r}.")
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  digits = load_digits()
+  raw = (digits.images / 16.0).astype(np.float32)  # Pixel values are 0..16.
+  return raw, digits.target.astype(np.int32), tuple(str(i) for i in range(10))
+
+
+def _idx_paths(data_dir: str, split: str) -> tuple[str, str] | None:
+  """(images, labels) IDX paths for the split in data_dir, '.gz' or plain; None if missing."""
+  if split not in _IDX_PREFIX:
+    return None
+  paths = []
+  for kind in ('images-idx3', 'labels-idx1'):
+    base = os.path.join(data_dir, f'{_IDX_PREFIX[split]}-{kind}-ubyte')
+    found = [p for p in (base + '.gz', base) if os.path.isfile(p)]
+    if not found:
+      return None
+    paths.append(found[0])
+  return tuple(paths)
+
+
+def _load_idx(name: str, data_dir: str, split: str):
+  if name not in _IDX_CLASS_NAMES:
+    raise ValueError(f"source='idx' supports {sorted(_IDX_CLASS_NAMES)}, not {name!r}.")
+  if split not in _IDX_PREFIX:
+    raise ValueError(f"IDX data has splits 'train' and 'test' (t10k files), got {split!r}.")
+  data_dir = data_dir or DEFAULT_IDX_DIRS.get(name, '')
+  paths = _idx_paths(data_dir, split) if data_dir else None
+  if paths is None:
+    hint = ('Install them with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu; files in '
+            f'{DEFAULT_IDX_DIRS["fashion_mnist"]})' if name == 'fashion_mnist' else
+            f'Download the {name} IDX files')
+    raise DatasetNotFoundError(
+        f'No {name} IDX files for split {split!r} ({_IDX_PREFIX[split]}-images-idx3-ubyte[.gz] and '
+        f'{_IDX_PREFIX[split]}-labels-idx1-ubyte[.gz]) in data_dir={data_dir!r}. {hint}, or '
+        f'point --config.data.data_dir at a directory holding them, or use '
+        f"--config.data.source=tfds.")
+  images, labels = read_idx(paths[0]), read_idx(paths[1])
+  if images.ndim != 3 or labels.shape != images.shape[:1]:
+    raise ValueError(f'{paths}: images {images.shape} and labels {labels.shape} do not match.')
+  return images, labels.astype(np.int32), _IDX_CLASS_NAMES[name]
+
+
+def _tfds_builder(name: str, data_dir: str):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    return tfds.builder(name, data_dir=data_dir or None, file_format='array_record')
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise ValueError(f'Unknown dataset {name!r}. Known names: {", ".join(KNOWN_DATASETS)}, or any '
+                     "TFDS image-classification dataset with 'image' and 'label' "
+                     'features.') from e
+
+
+def _tfds_is_prepared(builder) -> bool:
+  """Whether the builder's data is on disk (separate so that tests under mock_data can patch it)."""
+  return builder.is_prepared()
+
+
+def _tfds_missing_message(name: str, data_dir: str, split: str, reason: str) -> str:
+  dir_arg = f'data_dir={data_dir!r}, ' if data_dir else ''
+  message = (
+      f'TFDS dataset {name!r} (split {split!r}) {reason} in '
+      f'{data_dir or "the default TFDS data_dir (~/tensorflow_datasets or $TFDS_DATA_DIR)"}. '
+      'Nothing is downloaded here (an offline download retries for minutes). On a machine with '
+      "internet, run\n  pip install 'task_discovery[tfds-prepare]'\n"
+      f'  python -c "import tensorflow_datasets as tfds; tfds.data_source({name!r}, {dir_arg}'
+      "builder_kwargs={'file_format': 'array_record'})\"\n"
+      'and copy the prepared directory here, or pass --config.data.data_dir=DIR pointing at it.')
+  if name == 'fashion_mnist':
+    message += ('\nOr, without TFDS: apt-get install dataset-fashion-mnist and '
+                f'--config.data.source=idx (reads {DEFAULT_IDX_DIRS[name]}).')
+  return message
+
+
+def _load_tfds(name: str, data_dir: str, split: str, rng: np.random.Generator, num_images: int):
+  builder = _tfds_builder(name, data_dir)
+  if not _tfds_is_prepared(builder):
+    raise DatasetNotFoundError(_tfds_missing_message(name, data_dir, split, 'is not prepared'))
+  features = builder.info.features
+  if 'image' not in features or 'label' not in features:
+    raise ValueError(f"{name!r} is not an image-classification dataset: features "
+                     f"{list(features)} lack 'image' and 'label'.")
+  try:
+    # tfds.data_source(...) would build a second builder; this is the same call on ours.
+    source = builder.as_data_source(split=split)
+  except NotImplementedError as e:  # Prepared, but as TFRecord (no random access).
+    raise DatasetNotFoundError(_tfds_missing_message(
+        name, data_dir, split, 'is prepared but not in the array_record format')) from e
+  keep = _subset(rng, len(source), num_images)
+  images, labels = [], []
+  for i in keep:  # One record at a time: the mock's batched __getitems__ is broken.
+    example = source[int(i)]
+    images.append(np.asarray(example['image']))
+    labels.append(int(example['label']))
+  images, labels = np.stack(images), np.asarray(labels, dtype=np.int32)
+  if images.dtype != np.uint8:
+    raise ValueError(f'{name}: expected uint8 images, got {images.dtype}.')
+  label_feature = features['label']
+  num_classes = getattr(label_feature, 'num_classes', None)
+  if num_classes:
+    class_names = tuple(label_feature.names)
+  else:  # Label is a plain integer feature: infer the classes from the data.
+    class_names = tuple(str(c) for c in range(int(labels.max()) + 1))
+  return images, labels, class_names

@@ -1,0 +1,180 @@
+"""`job='discover'`: meta-train the task network, then export and evaluate its tasks.
+
+`train_and_evaluate(config, workdir)` is the whole job; each stage is a function of its own so a
+notebook can call them separately:
+  1. `train`: meta-training with automatic resume, checkpoints, metrics and a NaN guard;
+  2. `export_tasks`: hard labels of every discovered task over the whole dataset;
+  3. `evaluate`: AS of discovered, human- and random-labelled tasks under one protocol, task
+     similarity and figures, into `report.json`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from task_discovery import checkpoints
+from task_discovery import datasets
+from task_discovery import evaluation
+from task_discovery import meta
+from task_discovery import metric_writers
+from task_discovery import models
+from task_discovery import plots
+from task_discovery import progress as progress_lib
+from task_discovery import report as report_lib
+from task_discovery import similarity
+from task_discovery import task_network
+from task_discovery import tasks
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The meta-loss or meta-gradient became NaN or infinite."""
+
+
+def build_models(config, dataset: datasets.Dataset) -> tuple[models.Model, models.Model]:
+  encoder = models.make_encoder(config.task.encoder, input_shape=dataset.input_shape,
+                                embedding_dim=config.task.num_tasks)
+  learner = models.make_model(config.learner, input_shape=dataset.input_shape, num_outputs=2)
+  return encoder, learner
+
+
+def device_data(dataset: datasets.Dataset) -> dict:
+  """The dataset as device arrays; minibatches are gathered inside the compiled step."""
+  return {"images": jnp.asarray(dataset.images),
+          "train_idx": jnp.asarray(dataset.train_idx, jnp.int32),
+          "heldout_idx": jnp.asarray(dataset.heldout_idx, jnp.int32)}
+
+
+def _check_finite(step: int, values: dict[str, float], workdir: str, last_saved) -> None:
+  bad = {k: v for k, v in values.items() if not np.isfinite(v)}
+  if bad:
+    kept = (f"the last good checkpoint (step {last_saved}) is kept in {workdir}"
+            if last_saved is not None else "no checkpoint had been written yet")
+    raise NonFiniteLossError(
+        f"non-finite values at meta-step {step}: {bad}; {kept}. Lower inner.learning_rate or "
+        "meta.learning_rate (for optimizer='adam' keep inner.eps_root > 0), then resume.")
+
+
+def train(config, workdir: str, dataset: datasets.Dataset, *, is_main_process: bool = True):
+  """Meta-trains the task network; resumes from the workdir's latest checkpoint.
+
+  Returns:
+    the final state (dict pytree, see `meta.make_meta_step`).
+  """
+  encoder, learner = build_models(config, dataset)
+  key = jax.random.PRNGKey(config.seed)
+  mgr = checkpoints.manager(workdir, max_to_keep=config.checkpoint.max_to_keep)
+  payload = checkpoints.make_meta(config, dataset)
+  abstract = jax.eval_shape(lambda k: meta.init_state(encoder, learner, config, k), key)
+  latest = mgr.latest_step()
+  if latest is not None:
+    checkpoints.check_compatible(checkpoints.read_meta(mgr, latest)["config"], config, workdir)
+    state, _ = checkpoints.restore(mgr, latest, abstract)
+    logging.info("resumed from checkpoint step %d in %s", latest, workdir)
+  else:
+    state = meta.init_state(encoder, learner, config, key)
+  start = int(state["step"])
+  num_steps = config.meta.num_steps
+  logging.info("task network: %d encoder params, learner: %d params, %d tasks, meta-batch %d",
+               models.num_params({"params": state["params"]}),
+               models.num_params({"params": jax.tree.map(lambda a: a[0],
+                                                         state["learner_init"]["params"])}),
+               config.task.num_tasks, config.meta.meta_batch_size)
+  meta_step = jax.jit(meta.make_meta_step(encoder, learner, config), donate_argnums=0)
+  data = device_data(dataset)
+  writer = metric_writers.MetricWriter(workdir, enabled=is_main_process)
+  bar = progress_lib.Progress(num_steps, "meta-step", start=start)
+  last_saved = latest
+  window = []
+  t_window = time.perf_counter()
+  try:
+    for step in range(start, num_steps):
+      state, metrics = meta_step(state, data)
+      # A host sync per step: the step that went wrong is reported exactly, and the cost is
+      # small next to a meta-step (T unrolled learner steps and their backward pass).
+      values = {"loss": float(metrics["loss"]), "grad_norm": float(metrics["grad_norm"])}
+      _check_finite(step, values, workdir, last_saved)
+      window.append(metrics)
+      done = step + 1
+      if done % config.meta.log_every == 0 or done == num_steps:
+        stacked = jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *window)
+        averaged = {k: v.mean(axis=0) for k, v in stacked.items() if k != "task_ids"}
+        averaged["steps_per_second"] = len(window) / (time.perf_counter() - t_window)
+        scalars = writer.write(done, averaged)
+        bar.update(done, f"loss {scalars['loss']:.4f} meta_as {scalars['meta_as']:.3f} "
+                         f"{config.task.diversity} {scalars['diversity']:.3f}")
+        window, t_window = [], time.perf_counter()
+      if done % config.checkpoint.every_steps == 0 or done == num_steps:
+        checkpoints.save(mgr, done, state, payload)
+        last_saved = done
+  finally:
+    mgr.wait_until_finished()
+    mgr.close()
+    writer.close()
+  if start >= num_steps:
+    logging.info("checkpoint already at step %d >= meta.num_steps=%d: no training", start,
+                 num_steps)
+  return state, encoder
+
+
+def export_tasks(workdir: str, dataset: datasets.Dataset, encoder: models.Model,
+                 state: dict) -> tuple[np.ndarray, np.ndarray]:
+  """Writes `tasks.npz` / `tasks.csv`: hard labels `[d, N]` of every discovered task over the
+  whole dataset (encoder in eval mode), with the train/held-out indices. Returns (labels,
+  scores)."""
+  label = meta.make_labeler(encoder)
+  scores = np.asarray(label(state["params"], state["batch_stats"], state["directions"],
+                            jnp.asarray(dataset.images)))
+  labels = np.asarray(task_network.hard_labels(scores))
+  tasks.save_task_labels(os.path.join(workdir, "tasks"), labels, scores=scores,
+                         train_idx=dataset.train_idx, heldout_idx=dataset.heldout_idx,
+                         class_labels=dataset.labels)
+  return labels, scores
+
+
+def evaluate(config, workdir: str, dataset: datasets.Dataset, labels: np.ndarray,
+             scores: np.ndarray) -> dict:
+  """AS per family, similarity of the discovered tasks, and figures."""
+  families = {}
+  if config.eval.evaluate_discovered:
+    families["discovered"] = (np.arange(len(labels)), labels)
+  families.update(evaluation.family_tasks(config, dataset))
+  sections = evaluation.evaluate_families(config, dataset, families)
+  report = evaluation.write_family_outputs(workdir, dataset, sections)
+  sim, folded, ami = similarity.summary(labels)
+  sim["label_balance"] = [float(b) for b in labels.mean(axis=1)]
+  report = report_lib.update(workdir, similarity=sim)
+  plots.similarity_heatmap(folded, os.path.join(workdir, "similarity_folded_agreement.png"),
+                           "discovered tasks: folded agreement")
+  plots.similarity_heatmap(np.clip(ami, 0, 1) * 0.5 + 0.5,
+                           os.path.join(workdir, "similarity_ami.png"),
+                           "discovered tasks: 0.5 + AMI / 2")
+  plots.task_image_sheet(dataset.raw_images(), scores, os.path.join(workdir, "task_images.png"),
+                         title=f"{dataset.name}: most confident images per side of each task")
+  logging.info("similarity: mean folded agreement %.3f, mean AMI %.3f",
+               sim["mean_folded_agreement"], sim["mean_adjusted_mutual_information"])
+  return report
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """The whole `discover` job."""
+  dataset = datasets.load_dataset(config.data)
+  logging.info("dataset %s: %d images %s, %d train / %d held-out, %d classes", dataset.name,
+               dataset.num_images, dataset.input_shape, len(dataset.train_idx),
+               len(dataset.heldout_idx), dataset.num_classes)
+  t0 = time.perf_counter()
+  state, encoder = train(config, workdir, dataset)
+  train_seconds = time.perf_counter() - t0
+  labels, scores = export_tasks(workdir, dataset, encoder, state)
+  report = evaluate(config, workdir, dataset, labels, scores)
+  report = report_lib.update(workdir, discovery={
+      "meta_steps": int(state["step"]), "train_seconds_this_run": train_seconds,
+      "num_tasks": int(config.task.num_tasks)})
+  for family, s in report["summary"].items():
+    logging.info("%-10s mean AS %.4f (n=%d)", family, s["mean_as"], s["num_tasks"])
+  return report

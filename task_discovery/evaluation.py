@@ -1,0 +1,113 @@
+"""Evaluates the AS of task families with the evaluation protocol, and the `agreement` job."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from task_discovery import agreement
+from task_discovery import datasets
+from task_discovery import models
+from task_discovery import plots
+from task_discovery import report as report_lib
+from task_discovery import tasks
+
+# Separate streams of randomness derived from config.seed.
+_EVAL_STREAM = 1
+_RANDOM_TASKS_STREAM = 2
+
+
+def learner_model(config, dataset: datasets.Dataset, num_outputs: int = 2) -> models.Model:
+  return models.make_model(config.learner, input_shape=dataset.input_shape,
+                           num_outputs=num_outputs)
+
+
+def family_tasks(config, dataset: datasets.Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """The human- and random-labelled tasks to evaluate: {family: (indices, labels [T, N])}."""
+  num_human = len(tasks.human_class_subsets(dataset.num_classes))
+  human_idx = tasks.evenly_spaced(num_human, config.eval.num_human_tasks)
+  random_idx = np.arange(config.eval.num_random_tasks)
+  return {
+      "human": (human_idx, tasks.human_task_labels(dataset.labels, dataset.num_classes, human_idx)),
+      "random": (random_idx, tasks.random_task_labels(
+          dataset.num_images, len(random_idx), seed=config.seed * 1000 + _RANDOM_TASKS_STREAM)),
+  }
+
+
+def evaluate_families(config, dataset: datasets.Dataset,
+                      families: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+  """AS of every task of every family, all with the same protocol, data order and seeds.
+
+  All families are trained in one sequence of chunks, so the training step compiles once.
+
+  Returns:
+    report sections: `tasks` (per-task entries), `summary` (per family), `eval_seconds`.
+  """
+  families = {f: v for f, v in families.items() if len(v[0])}
+  if not families:
+    return {"tasks": [], "summary": {}, "eval_seconds": 0.0}
+  model = learner_model(config, dataset)
+  key = jax.random.fold_in(jax.random.PRNGKey(config.seed), _EVAL_STREAM)
+  # Learner initialisations depend on the task's family and index only (not on chunking).
+  task_keys = jnp.concatenate([
+      jax.vmap(lambda i, f=family: jax.random.fold_in(
+          jax.random.fold_in(key, tasks.FAMILIES.index(f)), i))(jnp.asarray(indices))
+      for family, (indices, _) in families.items()])
+  labels = np.concatenate([labels for _, labels in families.values()])
+  names = "+".join(f"{len(v[0])} {f}" for f, v in families.items())
+  logging.info("evaluating %s tasks (%d learners each, %d epochs)", names,
+               config.eval.num_learners, config.eval.num_epochs)
+  t0 = time.perf_counter()
+  results = agreement.evaluate_tasks(
+      model, dataset.images, labels, train_idx=dataset.train_idx,
+      heldout_idx=dataset.heldout_idx, config=config.eval, key=key, task_keys=task_keys,
+      name=names)
+  entries, summary, start = [], {}, 0
+  for family, (indices, _) in families.items():
+    part = {k: v[start:start + len(indices)] for k, v in results.items()}
+    start += len(indices)
+    entries += report_lib.family_entries(family, indices, part)
+    summary[family] = report_lib.summarize(part["agreement"])
+    summary[family]["mean_learner_accuracy"] = float(part["accuracy"].mean())
+    logging.info("%s: mean AS %.4f (min %.4f, max %.4f) over %d tasks", family,
+                 summary[family]["mean_as"], summary[family]["min_as"],
+                 summary[family]["max_as"], summary[family]["num_tasks"])
+  return {"tasks": entries, "summary": summary, "eval_seconds": time.perf_counter() - t0}
+
+
+def write_family_outputs(workdir: str, dataset: datasets.Dataset, sections: dict) -> dict:
+  """Merges evaluated families into report.json (keeping other families) and redraws the figure."""
+  old = report_lib.read(workdir)
+  new_families = set(sections["summary"])
+  kept = [e for e in old.get("tasks", []) if e["family"] not in new_families]
+  report = report_lib.update(
+      workdir, dataset={"name": dataset.name, "num_images": dataset.num_images,
+                        "num_train": int(len(dataset.train_idx)),
+                        "num_heldout": int(len(dataset.heldout_idx)),
+                        "num_classes": dataset.num_classes},
+      tasks=kept + sections["tasks"], summary=sections["summary"])
+  per_family = {}
+  for entry in report["tasks"]:
+    per_family.setdefault(entry["family"], []).append(entry["agreement"])
+  order = [f for f in ("random", "human", "discovered", "file") if f in per_family]
+  plots.agreement_histogram({f: per_family[f] for f in order},
+                            os.path.join(workdir, "agreement_histogram.png"),
+                            title=f"Agreement score per task family ({dataset.name})")
+  return report
+
+
+def run(config, workdir: str) -> dict:
+  """`job='agreement'`: AS of human- and random-labelled tasks (and of a labels file, if given)."""
+  dataset = datasets.load_dataset(config.data)
+  families = family_tasks(config, dataset)
+  labels_file = config.eval.get("labels_file", "")
+  if labels_file:
+    labels = tasks.load_task_labels(labels_file, dataset.num_images)
+    families["file"] = (np.arange(len(labels)), labels)
+  sections = evaluate_families(config, dataset, families)
+  return write_family_outputs(workdir, dataset, sections)

@@ -1,0 +1,60 @@
+"""Command line: `python -m task_discovery.main --config=configs/digits.py --workdir=DIR`.
+
+Override any field with `--config.section.field=value`, e.g. `--config.job=agreement`.
+This module only parses flags; every job is an importable function of (config, workdir).
+"""
+
+from __future__ import annotations
+
+import logging as std_logging
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from task_discovery import config as config_lib
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Path to a config file, e.g. configs/digits.py (optionally file.py:arg).",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and reports.")
+
+
+def run_job(config, workdir: str):
+  """Validates the config and runs `config.job` in `workdir`."""
+  config_lib.validate(config)
+  os.makedirs(workdir, exist_ok=True)
+  if config.job == "agreement":
+    from task_discovery import evaluation
+    return evaluation.run(config, workdir)
+  if config.job == "discover":
+    from task_discovery import discovery
+    return discovery.train_and_evaluate(config, workdir)
+  if config.job == "adversarial_split":
+    from task_discovery import adversarial
+    return adversarial.run(config, workdir)
+  raise ValueError(f"unknown job {config.job!r}")  # validate() already rejects it
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _CONFIG.value is None or _WORKDIR.value is None:
+    raise app.UsageError("both --config=configs/NAME.py and --workdir=DIR are required")
+  logging.set_verbosity(logging.INFO)
+  # Orbax logs every internal step at INFO; keep the console for this library's progress.
+  logging.get_absl_logger().addFilter(
+      lambda record: record.levelno >= std_logging.WARNING or "orbax" not in record.pathname)
+  from task_discovery import report
+  workdir = os.path.abspath(_WORKDIR.value)
+  os.makedirs(workdir, exist_ok=True)
+  report.write_config(workdir, _CONFIG.value)
+  logging.info("job=%s workdir=%s", _CONFIG.value.job, workdir)
+  run_job(_CONFIG.value, workdir)
+  logging.info("done: results in %s", workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)

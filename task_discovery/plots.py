@@ -1,0 +1,97 @@
+"""PNG figures of results. Uses matplotlib's Agg backend: works headless and in notebooks."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+FAMILY_COLORS = {"random": "tab:gray", "human": "tab:blue", "discovered": "tab:red",
+                 "file": "tab:green"}
+
+
+def agreement_histogram(per_family: dict[str, np.ndarray], path: str, title: str = "") -> None:
+  """Histogram of the AS per task family (the paper's central figure)."""
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  bins = np.linspace(0.4, 1.0, 31)
+  for family, values in per_family.items():
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+      continue
+    ax.hist(values, bins=bins, alpha=0.6, color=FAMILY_COLORS.get(family),
+            label=f"{family} (n={values.size}, mean {values.mean():.3f})")
+  ax.set_xlabel("agreement score")
+  ax.set_ylabel("number of tasks")
+  ax.set_xlim(0.4, 1.0)
+  ax.legend(loc="upper left", fontsize=8)
+  ax.set_title(title or "Agreement score per task family")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def similarity_heatmap(matrix: np.ndarray, path: str, title: str) -> None:
+  """Heatmap of a square task-by-task similarity matrix with values in [0.5, 1]."""
+  fig, ax = plt.subplots(figsize=(5, 4.2))
+  im = ax.imshow(matrix, vmin=0.5, vmax=1.0, cmap="viridis")
+  fig.colorbar(im, ax=ax)
+  ax.set_xlabel("task")
+  ax.set_ylabel("task")
+  ax.set_title(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def task_image_sheet(raw_images: np.ndarray, scores: np.ndarray, path: str,
+                     per_side: int = 8, title: str = "") -> None:
+  """One row per task: the images with the most negative score (label 0, left) and the most
+  positive score (label 1, right).
+
+  Args:
+    raw_images: `[N, H, W, C]` images in [0, 1].
+    scores: `[num_tasks, N]` projections <w_i, h(x)>; label 1 iff score > 0.
+    path: output PNG.
+    per_side: images shown per side.
+  """
+  num_tasks = scores.shape[0]
+  cols = 2 * per_side + 1
+  fig, axes = plt.subplots(num_tasks, cols, figsize=(cols * 0.6, num_tasks * 0.65 + 0.4),
+                           squeeze=False)
+  cmap = "gray" if raw_images.shape[-1] == 1 else None
+  for t in range(num_tasks):
+    order = np.argsort(scores[t])
+    chosen = list(order[:per_side]) + [None] + list(order[::-1][:per_side])
+    for c, idx in enumerate(chosen):
+      ax = axes[t, c]
+      ax.axis("off")
+      if idx is None:
+        ax.text(0.5, 0.5, f"task {t}", ha="center", va="center", fontsize=6)
+        continue
+      img = np.clip(raw_images[idx], 0, 1)
+      ax.imshow(img[..., 0] if cmap else img, cmap=cmap, interpolation="nearest")
+  fig.suptitle(title or "label 0 (most confident)  |  label 1 (most confident)", fontsize=8)
+  fig.tight_layout(pad=0.1)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def grouped_bars(groups: list[str], series: dict[str, np.ndarray], path: str, ylabel: str,
+                 title: str) -> None:
+  """Grouped bar chart: one group per entry of `groups`, one bar per series."""
+  fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(groups) + 2), 3.5))
+  width = 0.8 / max(1, len(series))
+  x = np.arange(len(groups))
+  for i, (name, values) in enumerate(series.items()):
+    ax.bar(x + i * width - 0.4 + width / 2, values, width=width, label=name)
+  ax.set_xticks(x)
+  ax.set_xticklabels(groups, rotation=45, ha="right", fontsize=7)
+  ax.set_ylabel(ylabel)
+  ax.set_ylim(0, 1)
+  ax.legend(fontsize=8)
+  ax.set_title(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

@@ -1,0 +1,70 @@
+"""`report.json`: per-task results and summaries, merged across jobs in one workdir."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+REPORT_NAME = "report.json"
+
+
+def family_entries(family: str, indices, results: dict) -> list[dict]:
+  """Per-task entries of one family from `agreement.evaluate_tasks` results."""
+  entries = []
+  for row, index in enumerate(indices):
+    entries.append({
+        "family": family,
+        "index": int(index),
+        "agreement": float(results["agreement"][row]),
+        "learner_accuracy": [float(a) for a in results["accuracy"][row]],
+    })
+  return entries
+
+
+def summarize(values) -> dict:
+  values = np.asarray(values, dtype=float)
+  if values.size == 0:
+    return {"mean_as": None, "min_as": None, "max_as": None, "std_as": None, "num_tasks": 0}
+  return {"mean_as": float(values.mean()), "min_as": float(values.min()),
+          "max_as": float(values.max()), "std_as": float(values.std()),
+          "num_tasks": int(values.size)}
+
+
+def read(workdir: str) -> dict:
+  path = os.path.join(workdir, REPORT_NAME)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+def write(workdir: str, report: dict[str, Any]) -> str:
+  """Writes atomically (temporary file + rename) so an interrupted run never leaves half a file."""
+  path = os.path.join(workdir, REPORT_NAME)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(report, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+  return path
+
+
+def update(workdir: str, **sections) -> dict:
+  """Merges `sections` into the workdir's report (replacing sections of the same name)."""
+  report = read(workdir)
+  for name, value in sections.items():
+    if isinstance(value, dict) and isinstance(report.get(name), dict):
+      report[name].update(value)
+    else:
+      report[name] = value
+  write(workdir, report)
+  return report
+
+
+def write_config(workdir: str, config) -> str:
+  path = os.path.join(workdir, "config.json")
+  with open(path, "w") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  return path

@@ -1,0 +1,75 @@
+"""The task network's heads and diversity losses (SPEC section 4), as pure functions.
+
+The encoder (a `models.make_encoder` network) maps images to embeddings `h(x)` of size d whose
+every dimension is zero-centred per batch by a BatchNorm without offset. Task i is the fixed
+direction `w_i` (row i of a Haar-random rotation): its logits are
+`temperature * [-<w_i, h>, <w_i, h>]`, so label 1 <=> `<w_i, h(x)> > 0`, everywhere in this
+library (hard labels, exports, splits).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def haar_directions(num_tasks: int, seed: int) -> np.ndarray:
+  """`[d, d]` float32 orthonormal rows of a Haar-random rotation (QR with sign fix)."""
+  rng = np.random.default_rng(seed)
+  q, r = np.linalg.qr(rng.standard_normal((num_tasks, num_tasks)))
+  # Multiplying by the signs of diag(r) makes the distribution exactly Haar (Mezzadri 2007).
+  q = q * np.sign(np.diag(r))[None, :]
+  return q.T.astype(np.float32)
+
+
+def task_scores(embeddings: jax.Array, directions: jax.Array) -> jax.Array:
+  """Projections `<w_i, h(x)>`: embeddings `[B, d]`, directions `[M, d]` -> `[M, B]`."""
+  return jnp.einsum("bd,md->mb", embeddings, directions.astype(embeddings.dtype))
+
+
+def task_logits(embeddings: jax.Array, directions: jax.Array, temperature: float) -> jax.Array:
+  """Two-class logits of M tasks: `[M, B, 2]`; class 1 is the positive side of `w_i`."""
+  s = task_scores(embeddings, directions)
+  return temperature * jnp.stack([-s, s], axis=-1)
+
+
+def hard_labels(scores: jax.Array) -> jax.Array:
+  """Hard labels from task scores: 1 iff the score is positive."""
+  return (scores > 0).astype(jnp.int32)
+
+
+def uniformity_loss(embeddings: jax.Array, t: float = 2.0) -> jax.Array:
+  """Uniformity of L2-normalised embeddings on the sphere (Wang & Isola 2020).
+
+  `log mean_{i<j} exp(-t ||z_i - z_j||^2) + 4t`. The original adds 4t, which makes the value
+  non-negative (||z_i - z_j||^2 <= 4) and changes no gradient.
+
+  Args:
+    embeddings: `[B, d]`.
+    t: the temperature of the Gaussian potential.
+
+  Returns:
+    scalar.
+  """
+  z = embeddings / jnp.maximum(jnp.linalg.norm(embeddings, axis=-1, keepdims=True), 1e-12)
+  sq = jnp.sum(z**2, -1)
+  dist2 = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * z @ z.T, 0.0)
+  i, j = np.triu_indices(embeddings.shape[0], k=1)
+  return jax.nn.logsumexp(-t * dist2[i, j]) - jnp.log(i.size) + 4.0 * t
+
+
+def mutual_information_loss(embeddings: jax.Array, directions: jax.Array,
+                            temperature: float) -> jax.Array:
+  """Mean pairwise mutual information between the soft labels of all tasks (as in DivDis).
+
+  For tasks i, j the joint distribution of their labels over a batch is
+  `P_ij = mean_x p_i(x) p_j(x)^T` (2x2); the loss is the mean over i < j of `KL(P_ij || P_i P_j)`.
+  """
+  probs = jax.nn.softmax(task_logits(embeddings, directions, temperature), axis=-1)  # [d, B, 2]
+  joint = jnp.einsum("ibk,jbl->ijkl", probs, probs) / probs.shape[1]  # [d, d, 2, 2]
+  marg = probs.mean(axis=1)  # [d, 2]
+  indep = marg[:, None, :, None] * marg[None, :, None, :]
+  mi = jnp.sum(joint * (jnp.log(joint + 1e-12) - jnp.log(indep + 1e-12)), axis=(-1, -2))
+  i, j = np.triu_indices(probs.shape[0], k=1)
+  return mi[i, j].mean() if i.size else jnp.zeros((), embeddings.dtype)

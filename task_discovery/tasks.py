@@ -1,0 +1,152 @@
+"""Tasks: labellings of a fixed image set (SPEC section 1).
+
+A task is an int32 array of labels over *all* images of a `datasets.Dataset`
+(`[num_images]`, or `[num_tasks, num_images]` for a stack of tasks), so that the same labelling
+can be split into training and held-out parts, or into adversarial splits, by index.
+
+Families:
+  * human-labelled: balanced splits of the classes, in the original's order;
+  * random-labelled: an i.i.d. fair coin per image, seeded;
+  * discovered: produced by a task network (`task_network.py`);
+  * loaded from a file (`.npz`, `.npy` or `.csv`).
+
+Label convention for binary tasks everywhere in this library: label 1 means "in the subset"
+for human tasks and "positive side of the task direction" for discovered tasks.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+import os
+
+import numpy as np
+
+FAMILIES = ("human", "random", "discovered", "file")
+
+
+def human_class_subsets(num_classes: int) -> np.ndarray:
+  """Class subsets that define the human-labelled binary tasks, in the original's order.
+
+  The original lists `itertools.combinations(range(10), 5)` truncated to its first
+  C(10, 5) / 2 = 126 entries. In lexicographic order these are exactly the subsets that contain
+  class 0, so every 5-vs-5 split of the classes appears once (the other half are complements).
+  For an odd number of classes no subset is the complement of another of the same size, so all
+  C(K, K // 2) subsets are kept.
+
+  Args:
+    num_classes: number of classes K of the dataset, at least 2.
+
+  Returns:
+    int32 array `[num_tasks, K // 2]` of class indices; label 1 iff the class is in the row.
+  """
+  if num_classes < 2:
+    raise ValueError(f"human tasks need at least 2 classes, got num_classes={num_classes}")
+  half = num_classes // 2
+  subsets = list(itertools.combinations(range(num_classes), half))
+  if num_classes % 2 == 0:
+    subsets = subsets[: math.comb(num_classes, half) // 2]
+  return np.asarray(subsets, dtype=np.int32)
+
+
+def human_task_labels(class_labels: np.ndarray, num_classes: int,
+                      task_indices=None) -> np.ndarray:
+  """Binary labels of human-labelled tasks.
+
+  Args:
+    class_labels: `[num_images]` integer class labels.
+    num_classes: number of classes of the dataset.
+    task_indices: which tasks of `human_class_subsets(num_classes)`; all when None.
+
+  Returns:
+    int32 `[num_tasks, num_images]`.
+  """
+  subsets = human_class_subsets(num_classes)
+  if task_indices is None:
+    task_indices = np.arange(len(subsets))
+  task_indices = np.asarray(task_indices, dtype=np.int64)
+  if task_indices.size and (task_indices.min() < 0 or task_indices.max() >= len(subsets)):
+    raise ValueError(
+        f"human task indices must lie in [0, {len(subsets)}) for {num_classes} classes, "
+        f"got {task_indices.tolist()}")
+  membership = np.zeros((len(task_indices), num_classes), dtype=np.int32)
+  for row, t in enumerate(task_indices):
+    membership[row, subsets[t]] = 1
+  return membership[:, np.asarray(class_labels)]
+
+
+def random_task_labels(num_images: int, num_tasks: int, seed: int) -> np.ndarray:
+  """Random-labelled tasks: an independent fair coin per image and task.
+
+  Returns:
+    int32 `[num_tasks, num_images]`.
+  """
+  rng = np.random.default_rng(seed)
+  return rng.integers(0, 2, size=(num_tasks, num_images), dtype=np.int32)
+
+
+def evenly_spaced(total: int, count: int) -> np.ndarray:
+  """`count` indices spread evenly over `range(total)` (all of them when count >= total)."""
+  if count <= 0:
+    return np.zeros((0,), np.int64)
+  if count >= total:
+    return np.arange(total)
+  return np.unique(np.linspace(0, total - 1, count).round().astype(np.int64))
+
+
+def load_task_labels(path: str, num_images: int) -> np.ndarray:
+  """Reads task labels from `.npz` (key `labels`), `.npy` or `.csv` (one task per column).
+
+  Args:
+    path: the file.
+    num_images: number of images of the dataset the labels must cover.
+
+  Returns:
+    int32 `[num_tasks, num_images]`.
+
+  Raises:
+    FileNotFoundError: the file does not exist.
+    ValueError: the file holds labels of the wrong length, negative labels or an unknown format.
+  """
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"task labels file {path!r} does not exist")
+  ext = os.path.splitext(path)[1].lower()
+  if ext == ".npz":
+    with np.load(path) as f:
+      if "labels" not in f:
+        raise ValueError(f"{path!r} has no array named 'labels' (found {sorted(f.files)})")
+      labels = f["labels"]
+  elif ext == ".npy":
+    labels = np.load(path)
+  elif ext == ".csv":
+    with open(path, newline="") as f:
+      rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    columns = [i for i, name in enumerate(header) if name != "image_index"]
+    labels = np.asarray([[int(r[i]) for r in body] for i in columns])
+  else:
+    raise ValueError(f"unknown task labels format {ext!r}: use .npz (key 'labels'), .npy or .csv")
+  labels = np.atleast_2d(np.asarray(labels))
+  if labels.shape[-1] != num_images:
+    raise ValueError(
+        f"{path!r} labels {labels.shape[-1]} images but the dataset has {num_images}: "
+        "labels must be given for every image of the dataset, in its order "
+        "(same data.name, data.split, data.num_images and data.split_seed)")
+  if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+    raise ValueError(f"{path!r} must hold non-negative integer labels")
+  return labels.astype(np.int32)
+
+
+def save_task_labels(path_prefix: str, labels: np.ndarray, **extra_arrays) -> None:
+  """Writes `{prefix}.npz` (key `labels`, plus `extra_arrays`) and `{prefix}.csv`.
+
+  The CSV has a header `image_index,task_0,task_1,...` and one row per image.
+  """
+  labels = np.asarray(labels, dtype=np.int32)
+  np.savez(path_prefix + ".npz", labels=labels, **extra_arrays)
+  with open(path_prefix + ".csv", "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["image_index"] + [f"task_{i}" for i in range(labels.shape[0])])
+    for i in range(labels.shape[1]):
+      writer.writerow([i] + labels[:, i].tolist())

@@ -1,0 +1,177 @@
+"""The `discover` job end to end: determinism, resume, checkpoints, NaN guard, loader."""
+
+import glob
+import json
+import os
+
+import chex
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from task_discovery import checkpoints
+from task_discovery import config as config_lib
+from task_discovery import datasets
+from task_discovery import discovery
+from task_discovery import main as main_lib
+from task_discovery import meta
+from task_discovery import metric_writers
+from task_discovery import tasks
+
+
+def tiny_config(num_steps=4):
+  c = config_lib.base()
+  c.data.name = "digits"
+  c.data.heldout_fraction = 0.2
+  c.learner = config_lib.model_config("mlp")
+  c.learner.mlp_widths = (16, 16)
+  c.task.encoder = config_lib.model_config("mlp")
+  c.task.encoder.mlp_widths = (16, 16)
+  c.task.num_tasks = 4
+  c.inner.num_steps = 3
+  c.inner.batch_size = 64
+  c.inner.heldout_batch_size = 64
+  c.inner.learning_rate = 0.1
+  c.meta.num_steps = num_steps
+  c.meta.meta_batch_size = 2
+  c.meta.log_every = 1
+  c.checkpoint.every_steps = 2
+  c.eval.num_epochs = 2
+  c.eval.batch_size = 128
+  c.eval.tasks_per_chunk = 8
+  c.eval.num_human_tasks = 3
+  c.eval.num_random_tasks = 2
+  return c
+
+
+def train_only(config, workdir):
+  config.eval.evaluate_discovered = False
+  dataset = datasets.load_dataset(config.data)
+  state, _ = discovery.train(config, workdir, dataset)
+  return state, metric_writers.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  """One complete tiny `discover` job through the command-line entry point's job runner."""
+  workdir = str(tmp_path_factory.mktemp("discover"))
+  config = tiny_config()
+  report = main_lib.run_job(config, workdir)
+  return config, workdir, report
+
+
+def test_discover_job_writes_every_output(finished_run):
+  config, workdir, report = finished_run
+  for name in ("report.json", "tasks.npz", "tasks.csv", "metrics.jsonl",
+               "agreement_histogram.png", "similarity_folded_agreement.png",
+               "task_images.png"):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+  assert glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
+  summary = report["summary"]
+  assert summary["discovered"]["num_tasks"] == config.task.num_tasks
+  assert summary["human"]["num_tasks"] == 3 and summary["random"]["num_tasks"] == 2
+  for family in ("discovered", "human", "random"):
+    assert 0.0 <= summary[family]["min_as"] <= summary[family]["mean_as"] <= 1.0
+  assert 0.5 <= report["similarity"]["mean_folded_agreement"] <= 1.0
+  with np.load(os.path.join(workdir, "tasks.npz")) as f:
+    labels = f["labels"]
+    assert labels.shape == (config.task.num_tasks, 1797)
+    np.testing.assert_array_equal(labels, (f["scores"] > 0).astype(np.int32))
+  assert set(np.unique(labels)) <= {0, 1}
+  np.testing.assert_array_equal(tasks.load_task_labels(os.path.join(workdir, "tasks.csv"), 1797),
+                                labels)
+  steps = [r["step"] for r in metric_writers.read_jsonl(os.path.join(workdir, "metrics.jsonl"))]
+  assert steps == [1, 2, 3, 4]
+
+
+def test_loader_rebuilds_the_task_network_from_the_checkpoint_alone(finished_run):
+  config, workdir, _ = finished_run
+  network = checkpoints.load(workdir)
+  assert network.step == config.meta.num_steps and network.num_tasks == config.task.num_tasks
+  dataset = datasets.load_dataset(config.data)
+  with np.load(os.path.join(workdir, "tasks.npz")) as f:
+    exported = f["labels"]
+  # Raw [0, 1] images are normalised with the statistics stored in the checkpoint.
+  np.testing.assert_array_equal(network(dataset.raw_images()).T, exported)
+  np.testing.assert_array_equal(network.labels(dataset.images, normalized=True).T, exported)
+  with pytest.raises(ValueError, match="shape"):
+    network(np.zeros((2, 28, 28, 1), np.float32))
+
+
+def test_same_config_and_seed_give_identical_metrics(tmp_path):
+  _, first = train_only(tiny_config(3), str(tmp_path / "a"))
+  _, second = train_only(tiny_config(3), str(tmp_path / "b"))
+  strip = lambda rows: [{k: v for k, v in r.items() if k != "steps_per_second"} for r in rows]
+  assert strip(first) == strip(second)
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+  k = 2
+  straight, _ = train_only(tiny_config(2 * k), str(tmp_path / "straight"))
+  interrupted = str(tmp_path / "resumed")
+  train_only(tiny_config(k), interrupted)
+  resumed, rows = train_only(tiny_config(2 * k), interrupted)
+  assert int(resumed["step"]) == 2 * k
+  assert [r["step"] for r in rows] == [1, 2, 3, 4]  # the log continues where it stopped
+  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_meta_step_compiles_once(tmp_path):
+  config = tiny_config()
+  dataset = datasets.load_dataset(config.data)
+  encoder, learner = discovery.build_models(config, dataset)
+  step = jax.jit(chex.assert_max_traces(meta.make_meta_step(encoder, learner, config), n=1))
+  state = meta.init_state(encoder, learner, config, jax.random.PRNGKey(0))
+  data = discovery.device_data(dataset)
+  for _ in range(3):
+    state, metrics = step(state, data)
+  assert int(state["step"]) == 3 and np.isfinite(float(metrics["loss"]))
+
+
+def test_non_finite_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path):
+  workdir = str(tmp_path)
+  train_only(tiny_config(2), workdir)  # a good checkpoint at step 2
+  config = tiny_config(4)
+  config.inner.learning_rate = 1e30  # learners diverge: the meta-loss becomes NaN
+  with pytest.raises(discovery.NonFiniteLossError, match=r"meta-step 2.*step 2.*learning_rate"):
+    train_only(config, workdir)
+  assert checkpoints.manager(workdir).latest_step() == 2
+
+
+def test_incompatible_checkpoint_is_a_clear_error(tmp_path):
+  workdir = str(tmp_path)
+  train_only(tiny_config(2), workdir)
+  config = tiny_config(4)
+  config.task.num_tasks = 8
+  with pytest.raises(checkpoints.CheckpointMismatchError, match="task.num_tasks"):
+    train_only(config, workdir)
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_nothing_is_deleted(tmp_path):
+  workdir = str(tmp_path)
+  train_only(tiny_config(2), workdir)
+  step_dir = os.path.join(workdir, "checkpoints", "2")
+  files = sorted(p for p in glob.glob(os.path.join(step_dir, "state", "**"), recursive=True)
+                 if os.path.isfile(p))
+  for path in files:
+    with open(path, "wb") as f:
+      f.write(b"not a checkpoint")
+  with pytest.raises(checkpoints.CheckpointMismatchError, match="could not be restored"):
+    train_only(tiny_config(4), workdir)
+  assert os.path.isdir(step_dir)
+
+
+def test_discover_job_on_mock_tfds_data(tmp_path, monkeypatch):
+  monkeypatch.setattr(datasets, "_tfds_is_prepared", lambda builder: True)
+  config = tiny_config(2)
+  config.data.name = "mnist"
+  config.data.source = "tfds"
+  config.eval.num_human_tasks = 2
+  with tfds.testing.mock_data(num_examples=256):
+    report = main_lib.run_job(config, str(tmp_path))
+  assert report["dataset"]["name"] == "mnist"
+  assert report["summary"]["discovered"]["num_tasks"] == config.task.num_tasks
+  with open(os.path.join(tmp_path, "report.json")) as f:
+    assert json.load(f)["dataset"]["num_images"] == 256

@@ -1,0 +1,229 @@
+"""Numerical tests of the differentiable agreement score and the task network's losses."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from task_discovery import config as config_lib
+from task_discovery import meta
+from task_discovery import models
+from task_discovery import task_network
+
+INPUT_SHAPE = (8, 8, 1)
+
+
+def tiny_config(**inner):
+  c = config_lib.base()
+  c.learner = config_lib.model_config("mlp")
+  c.learner.mlp_widths = (8, 8)  # one BatchNorm layer: second-order terms through BN are tested
+  c.task.encoder = config_lib.model_config("mlp")
+  c.task.encoder.mlp_widths = (8, 8)
+  c.task.num_tasks = 4
+  c.inner.num_steps = 3
+  c.inner.batch_size = 16
+  c.inner.heldout_batch_size = 16
+  c.inner.learning_rate = 0.1
+  c.meta.meta_batch_size = 2
+  c.inner.update(inner)
+  return c
+
+
+def setup(config, dtype=jnp.float32, seed=0):
+  """Models, initial state and the arguments of `meta_loss` for a tiny problem."""
+  encoder = models.make_encoder(config.task.encoder, input_shape=INPUT_SHAPE,
+                                embedding_dim=config.task.num_tasks, dtype=dtype)
+  learner = models.make_model(config.learner, input_shape=INPUT_SHAPE, num_outputs=2,
+                              dtype=dtype)
+  key = jax.random.PRNGKey(seed)
+  k_img, k_state, k_idx = jax.random.split(key, 3)
+  images = jax.random.normal(k_img, (64,) + INPUT_SHAPE, dtype)
+  state = meta.init_state(encoder, learner, config, k_state)
+  state = jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating)
+                       else a, state)
+  m = config.meta.meta_batch_size
+  learner_vars = jax.tree.map(lambda a: jnp.broadcast_to(a, (m,) + a.shape),
+                              state["learner_init"])
+  batch_idx = meta.inner_batch_indices(k_idx, jnp.arange(48), config.inner.num_steps,
+                                       config.inner.batch_size)
+  args = dict(encoder_batch_stats=state["batch_stats"], learner_vars=learner_vars,
+              directions=state["directions"][:m], directions_all=state["directions"],
+              images=images, batch_idx=batch_idx, heldout_x=images[48:64])
+  return encoder, learner, state, args
+
+
+def loss_fn(config, encoder, learner, args):
+  meta_loss = meta.make_meta_loss(encoder, learner, config)
+  return jax.jit(lambda theta: meta_loss(theta, **args))
+
+
+@pytest.mark.parametrize("data_mode", ["meta", "full"])
+def test_meta_gradient_matches_central_finite_differences(data_mode):
+  with jax.enable_x64(True):
+    config = tiny_config(data_mode=data_mode)
+    encoder, learner, state, args = setup(config, dtype=jnp.float64)
+    f = loss_fn(config, encoder, learner, args)
+    theta = state["params"]
+    grad = jax.grad(lambda p: f(p)[0])(theta)
+    leaves, treedef = jax.tree.flatten(theta)
+    keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+    direction = jax.tree.unflatten(
+        treedef, [jax.random.normal(k, l.shape, l.dtype) for k, l in zip(keys, leaves)])
+    eps = 1e-5
+    shifted = lambda s: jax.tree.map(lambda p, d: p + s * eps * d, theta, direction)
+    fd = (f(shifted(1.0))[0] - f(shifted(-1.0))[0]) / (2 * eps)
+    analytic = sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(grad),
+                                                  jax.tree.leaves(direction)))
+    assert abs(float(analytic)) > 1e-6  # the test is vacuous if the gradient vanishes
+    np.testing.assert_allclose(float(analytic), float(fd), rtol=1e-6)
+
+
+def test_as_loss_gradient_reaches_theta_only_through_soft_labels():
+  """With the diversity term off, theta influences J only through the learners' training."""
+  config = tiny_config()
+  config.task.diversity = "none"
+  encoder, learner, state, args = setup(config)
+  grad = jax.grad(lambda p: loss_fn(config, encoder, learner, args)(p)[0])(state["params"])
+  assert float(sum(jnp.abs(g).sum() for g in jax.tree.leaves(grad))) > 0
+  # Zero inner learning rate: the learners never move, so the AS loss ignores theta.
+  config.inner.learning_rate = 1e-30
+  grad = jax.grad(lambda p: loss_fn(config, encoder, learner, args)(p)[0])(state["params"])
+  assert float(sum(jnp.abs(g).sum() for g in jax.tree.leaves(grad))) < 1e-20
+
+
+def test_remat_on_and_off_give_equal_gradients():
+  grads = []
+  with jax.enable_x64(True):  # float64: remat only reorders computation, so equal to ~1e-12
+    for remat in (True, False):
+      config = tiny_config(remat=remat)
+      encoder, learner, state, args = setup(config, dtype=jnp.float64)
+      f = loss_fn(config, encoder, learner, args)
+      grads.append(jax.grad(lambda p: f(p)[0])(state["params"]))
+  for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+    np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_truncated_estimator_equals_full_backprop_at_full_length_and_differs_when_shorter():
+  config = tiny_config()
+  encoder, learner, state, args = setup(config)
+  full = jax.grad(lambda p: loss_fn(config, encoder, learner, args)(p)[0])(state["params"])
+
+  def truncated(k):
+    c = tiny_config()
+    c.meta.estimator = "truncated"
+    c.meta.truncation_length = k
+    value, grad = jax.value_and_grad(lambda p: loss_fn(c, encoder, learner, args)(p)[0])(
+        state["params"])
+    return value, grad
+
+  value_t, same = truncated(config.inner.num_steps)
+  for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(same)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+  value_1, short = truncated(1)
+  np.testing.assert_allclose(value_1, value_t, rtol=1e-6)  # the loss itself is unchanged
+  diff = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(full),
+                                                         jax.tree.leaves(short)))
+  assert diff > 1e-6
+  assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(short))
+
+
+def test_meta_batch_vmap_equals_python_loop_over_tasks():
+  config = tiny_config()
+  encoder, learner, state, args = setup(config)
+  f = loss_fn(config, encoder, learner, args)
+  (loss, (metrics, _)), grad = jax.value_and_grad(f, has_aux=True)(state["params"])
+
+  one = tiny_config()
+  one.meta.meta_batch_size = 1
+  losses, grads, as_values = [], [], []
+  for m in range(config.meta.meta_batch_size):
+    args_m = dict(args, directions=args["directions"][m:m + 1],
+                  learner_vars=jax.tree.map(lambda a: a[m:m + 1], args["learner_vars"]))
+    fm = loss_fn(one, encoder, learner, args_m)
+    (lm, (met_m, _)), gm = jax.value_and_grad(fm, has_aux=True)(state["params"])
+    losses.append(lm)
+    grads.append(gm)
+    as_values.append(met_m["as_loss"][0])
+  np.testing.assert_allclose(loss, np.mean(losses), rtol=1e-6)
+  np.testing.assert_allclose(metrics["as_loss"], as_values, rtol=1e-5)
+  mean_grad = jax.tree.map(lambda *g: sum(g) / len(g), *grads)
+  for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(mean_grad)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_other_inner_optimizers_give_finite_meta_gradients(optimizer):
+  config = tiny_config(optimizer=optimizer, learning_rate=0.01)
+  encoder, learner, state, args = setup(config)
+  grad = jax.grad(lambda p: loss_fn(config, encoder, learner, args)(p)[0])(state["params"])
+  leaves = jax.tree.leaves(grad)
+  assert all(bool(jnp.isfinite(g).all()) for g in leaves)
+  assert float(sum(jnp.abs(g).sum() for g in leaves)) > 0
+
+
+def test_symmetric_agreement_loss_by_hand():
+  z1 = jnp.array([[2.0, 0.0], [0.0, 1.0]])
+  z2 = jnp.array([[0.0, 1.0], [3.0, 0.0]])
+  p = lambda z: jax.nn.softmax(z, -1)
+  ce = lambda a, b: float(-(p(a) * jax.nn.log_softmax(b, -1)).sum(-1).mean())
+  expected = 0.5 * (ce(z1, z2) + ce(z2, z1))
+  got = meta.symmetric_agreement_loss(jnp.stack([z1, z2]))
+  np.testing.assert_allclose(got, expected, rtol=1e-6)
+  # Swapping the learners changes nothing; identical learners give their mean entropy.
+  np.testing.assert_allclose(meta.symmetric_agreement_loss(jnp.stack([z2, z1])), got, rtol=1e-6)
+  entropy = float(-(p(z1) * jax.nn.log_softmax(z1, -1)).sum(-1).mean())
+  np.testing.assert_allclose(meta.symmetric_agreement_loss(jnp.stack([z1, z1])), entropy,
+                             rtol=1e-6)
+
+
+def test_inner_batches_are_consecutive_fresh_shuffles():
+  train_idx = jnp.arange(100, 140)  # 40 training images
+  idx = np.asarray(meta.inner_batch_indices(jax.random.PRNGKey(0), train_idx, 5, 16))
+  assert idx.shape == (5, 16)
+  flat = idx.reshape(-1)
+  assert set(flat[:40]) == set(range(100, 140))  # first 40 draws: one whole shuffle
+  assert set(flat[40:80]) == set(range(100, 140))  # next 40: the next shuffle
+  assert not np.array_equal(flat[:40], flat[40:80])
+
+
+def test_task_ids_cycle_over_tasks():
+  ids = [list(np.asarray(meta.task_ids_for_step(jnp.int32(s), 3, 8))) for s in range(4)]
+  assert ids == [[0, 1, 2], [3, 4, 5], [6, 7, 0], [1, 2, 3]]
+
+
+def test_haar_directions_are_orthonormal_and_seeded():
+  w = task_network.haar_directions(16, seed=3)
+  np.testing.assert_allclose(w @ w.T, np.eye(16), atol=1e-5)
+  np.testing.assert_array_equal(w, task_network.haar_directions(16, seed=3))
+  assert not np.allclose(w, task_network.haar_directions(16, seed=4))
+
+
+def test_task_logits_and_hard_labels_follow_one_convention():
+  h = jnp.array([[1.0, 0.0], [-2.0, 0.5]])
+  w = jnp.eye(2)
+  logits = task_network.task_logits(h, w, temperature=5.0)  # [2 tasks, 2 images, 2]
+  np.testing.assert_allclose(logits[0, 0], [-5.0, 5.0])
+  labels = task_network.hard_labels(task_network.task_scores(h, w))
+  np.testing.assert_array_equal(labels, [[1, 0], [0, 1]])
+  np.testing.assert_array_equal(jnp.argmax(logits, -1), labels)
+
+
+def test_uniformity_loss_by_hand():
+  t = 2.0
+  antipodal = jnp.array([[1.0, 0.0], [-3.0, 0.0]])  # ||z1 - z2||^2 = 4 -> log exp(-4t) + 4t = 0
+  np.testing.assert_allclose(task_network.uniformity_loss(antipodal, t), 0.0, atol=1e-6)
+  same = jnp.array([[1.0, 1.0], [2.0, 2.0]])  # distance 0 -> 4t, the maximum
+  np.testing.assert_allclose(task_network.uniformity_loss(same, t), 4 * t, rtol=1e-6)
+  square = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+  d2 = np.array([2, 4, 2, 2, 4, 2], dtype=float)  # pairs i<j of the square's corners
+  expected = np.log(np.mean(np.exp(-t * d2))) + 4 * t
+  np.testing.assert_allclose(task_network.uniformity_loss(square, t), expected, rtol=1e-6)
+
+
+def test_mutual_information_loss_is_zero_for_independent_and_positive_for_equal_tasks():
+  # Embeddings on the corners of a square: task 0 reads coordinate 0, task 1 coordinate 1.
+  h = jnp.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]]) * 10
+  independent = task_network.mutual_information_loss(h, jnp.eye(2), temperature=5.0)
+  np.testing.assert_allclose(independent, 0.0, atol=1e-6)
+  same = task_network.mutual_information_loss(h, jnp.array([[1.0, 0.0], [1.0, 0.0]]), 5.0)
+  np.testing.assert_allclose(same, np.log(2), rtol=1e-4)
