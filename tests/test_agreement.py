@@ -1,7 +1,7 @@
 """Tests for task_discovery.agreement and task_discovery.evaluation (SPEC sections 2 and 6).
 
 Toy tests use a two-layer MLP (one BatchNorm, so running statistics are threaded through the
-stack) on 4x4 Gaussian images; the real-data tests measure the SPEC's central ordering
+stack) on 2x2 Gaussian images; the real-data tests measure the SPEC's central ordering
 human >> random on scikit-learn digits and on Fashion-MNIST.
 """
 import importlib.util
@@ -37,14 +37,14 @@ BATCH_SIZE = 32
 @pytest.fixture(scope='module')
 def toy_model():
   mc = config_lib.model_config('mlp')
-  mc.mlp_widths = (16, 8)  # BatchNorm after the first layer
-  return models.make_model(mc, input_shape=(4, 4, 1), num_outputs=2)
+  mc.mlp_widths = (4, 4)  # BatchNorm after the first layer
+  return models.make_model(mc, input_shape=(2, 2, 1), num_outputs=2)
 
 
 @pytest.fixture(scope='module')
 def toy_images():
   rng = np.random.default_rng(0)
-  return rng.normal(size=(NUM_IMAGES, 4, 4, 1)).astype(np.float32)
+  return rng.normal(size=(NUM_IMAGES, 2, 2, 1)).astype(np.float32)
 
 
 @pytest.fixture(scope='module')
@@ -199,7 +199,7 @@ def test_evaluate_tasks_independent_of_chunking(toy_model, toy_images, toy_label
   assert np.all(np.isfinite(r['train_loss']))
   assert np.all((r['agreement'] >= 0) & (r['agreement'] <= 1))
   # `accuracy` is against the task's labels: the learnable task is learned, random ones are not.
-  assert r['accuracy'][0].min() > 0.85
+  assert r['accuracy'][0].min() > 0.75
   assert np.abs(r['accuracy'][1:] - 0.5).max() < 0.15
   # Tasks differ from each other (padding repeats of the last task must not leak into others).
   assert len(np.unique(r['train_loss'][:, 0])) == 5

@@ -1,0 +1,53 @@
+r"""Fashion-MNIST on 2 CPU cores (Debian's `dataset-fashion-mnist`, or TFDS `fashion_mnist`).
+
+Command:
+  sudo apt-get install -y dataset-fashion-mnist   # or have TFDS prepare fashion_mnist
+  python -m task_discovery.main --config=configs/fashion_mnist.py --workdir=runs/fmnist
+
+A seeded subset of 10,000 of the 60,000 training images (9,000 train / 1,000 held-out), MLP
+learners and an MLP encoder, d = 8 tasks. See the README's results table for the measured wall
+time and AS per family. `:smoke` shrinks it for tests.
+"""
+
+from task_discovery import config as config_lib
+
+
+def get_config(arg: str = ""):
+  c = config_lib.base()
+  c.data.name = "fashion_mnist"
+  c.data.num_images = 10000
+  c.data.heldout_fraction = 0.1
+
+  c.learner = config_lib.model_config("mlp")
+  c.learner.mlp_widths = (128, 64)
+  c.task.encoder = config_lib.model_config("mlp")
+  c.task.encoder.mlp_widths = (256, 128)
+  c.task.num_tasks = 8
+  c.task.diversity_coef = 1.0
+
+  c.inner.num_steps = 20
+  c.inner.batch_size = 256
+  c.inner.learning_rate = 0.1
+  c.inner.heldout_batch_size = 512
+  c.meta.num_steps = 1500
+  c.meta.learning_rate = 0.01
+  c.meta.log_every = 50
+  c.checkpoint.every_steps = 250
+
+  c.eval.batch_size = 256
+  c.eval.num_epochs = 10
+  c.eval.tasks_per_chunk = 16
+  c.eval.num_human_tasks = 32
+  c.eval.num_random_tasks = 8
+
+  if arg == "smoke":
+    c.data.num_images = 1000
+    c.meta.num_steps = 2
+    c.meta.log_every = 1
+    c.inner.num_steps = 2
+    c.eval.num_epochs = 1
+    c.eval.num_human_tasks = 2
+    c.eval.num_random_tasks = 2
+  elif arg:
+    raise ValueError(f"unknown config argument {arg!r}; use '' or 'smoke'")
+  return c
