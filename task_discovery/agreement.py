@@ -23,6 +23,7 @@ import optax
 from task_discovery import models
 from task_discovery import optimizers
 from task_discovery import progress as progress_lib
+from task_discovery import sharding
 
 
 class LearnerState(NamedTuple):
@@ -123,7 +124,8 @@ def make_predict(model: models.Model, *, batch_size: int) -> Callable:
 
 def evaluate_tasks(model: models.Model, images: np.ndarray, labels: np.ndarray, *,
                    train_idx: np.ndarray, heldout_idx: np.ndarray, config, key: jax.Array,
-                   task_keys: jax.Array | None = None, name: str = "tasks") -> dict:
+                   task_keys: jax.Array | None = None, name: str = "tasks",
+                   mesh=None) -> dict:
   """Trains learners on each task's hard labels and measures their agreement.
 
   Args:
@@ -137,6 +139,8 @@ def evaluate_tasks(model: models.Model, images: np.ndarray, labels: np.ndarray, 
     key: data-order key (batches are identical across learners and tasks).
     task_keys: `[T]` keys for the learners' initialisation; by default `fold_in(key, t)`.
     name: label for progress logs.
+    mesh: if given, each chunk of tasks is split over the mesh's `data` axis (the chunk size is
+      rounded up to a multiple of the number of devices); images are replicated.
 
   Returns:
     dict with numpy arrays `agreement` `[T]`, `accuracy` `[T, L]` (held-out accuracy of each
@@ -153,8 +157,16 @@ def evaluate_tasks(model: models.Model, images: np.ndarray, labels: np.ndarray, 
     raise ValueError(f"eval.batch_size={config.batch_size} exceeds the {n_train} training images")
   train_epoch = make_train_epoch(model, optimizer, batch_size=config.batch_size)
   predict = make_predict(model, batch_size=config.predict_batch_size)
-  images = jnp.asarray(images)
   chunk = max(1, min(int(config.tasks_per_chunk), num_tasks))
+  init = functools.partial(init_learners, model, optimizer)
+  if mesh is None:
+    put_tasks = put_shared = lambda x: jnp.asarray(x)
+  else:
+    chunk = -(-chunk // mesh.size) * mesh.size
+    put_tasks = lambda x: sharding.put_along_data(x, mesh)
+    put_shared = lambda x: sharding.put_replicated(x, mesh)
+    init = jax.jit(init, out_shardings=sharding.along_data(mesh))
+  images = put_shared(np.asarray(images))
   results = {"agreement": [], "accuracy": [], "train_loss": []}
   bar = progress_lib.Progress(num_tasks * config.num_epochs, f"eval[{name}] task-epochs")
   # The last chunk is padded with repeats of its last task (results dropped), so every chunk has
@@ -165,25 +177,26 @@ def evaluate_tasks(model: models.Model, images: np.ndarray, labels: np.ndarray, 
   for start in range(0, num_tasks, chunk):
     sl = slice(start, min(start + chunk, num_tasks))
     size = sl.stop - sl.start
-    chunk_labels = jnp.asarray(pad(labels, sl))
-    chunk_train = jnp.asarray(train_idx if np.ndim(train_idx) == 1 else pad(train_idx, sl))
+    chunk_labels = put_tasks(pad(labels, sl))
+    chunk_train = (put_shared(np.asarray(train_idx)) if np.ndim(train_idx) == 1
+                   else put_tasks(pad(train_idx, sl)))
     chunk_heldout = np.asarray(heldout_idx if np.ndim(heldout_idx) == 1 else pad(heldout_idx, sl))
-    learner_keys = jax.vmap(lambda k: jax.random.split(k, config.num_learners))(
-        jnp.asarray(pad(np.asarray(task_keys), sl)))
-    state = init_learners(model, optimizer, learner_keys)
+    learner_keys = np.asarray(jax.vmap(lambda k: jax.random.split(k, config.num_learners))(
+        jnp.asarray(pad(np.asarray(task_keys), sl))))
+    state = init(put_tasks(learner_keys))
     for epoch in range(config.num_epochs):
       state, loss = train_epoch(state, images, chunk_labels, chunk_train,
                                 jax.random.fold_in(key, epoch))
       bar.update(sl.start * config.num_epochs + size * (epoch + 1),
-                 f"loss {float(loss.mean()):.4f}")
+                 f"loss {float(sharding.to_host(loss).mean()):.4f}")
     if chunk_heldout.ndim == 1:
       preds = predict(state.params, state.batch_stats, images[chunk_heldout])  # [t, L, m]
-      targets = chunk_labels[:, chunk_heldout][:, None, :]
+      targets = chunk_labels[:, jnp.asarray(chunk_heldout)][:, None, :]
     else:  # one held-out set per task: predict on the union, then pick each task's part.
       preds_all = predict(state.params, state.batch_stats, images)  # [t, L, N]
       preds = jnp.take_along_axis(preds_all, jnp.asarray(chunk_heldout)[:, None, :], axis=2)
       targets = jnp.take_along_axis(chunk_labels, jnp.asarray(chunk_heldout), axis=1)[:, None]
-    results["agreement"].append(np.asarray(pairwise_agreement(preds))[:size])
-    results["accuracy"].append(np.asarray((preds == targets).mean(axis=-1))[:size])
-    results["train_loss"].append(np.asarray(loss)[:size])
+    results["agreement"].append(sharding.to_host(pairwise_agreement(preds))[:size])
+    results["accuracy"].append(sharding.to_host((preds == targets).mean(axis=-1))[:size])
+    results["train_loss"].append(sharding.to_host(loss)[:size])
   return {k: np.concatenate(v) for k, v in results.items()}

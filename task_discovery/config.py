@@ -10,6 +10,7 @@ from __future__ import annotations
 import ml_collections
 
 JOBS = ("discover", "agreement", "adversarial_split")
+ADVERSARIAL_SOURCES = ("discovery", "file", "random_network")
 
 
 def model_config(name: str = "resnet18") -> ml_collections.ConfigDict:
@@ -104,6 +105,47 @@ def base() -> ml_collections.ConfigDict:
       labels_file="",                  # job='agreement': also evaluate tasks from this file
   ))
 
+  # Devices: one mesh with a 'data' axis; the meta-batch and the evaluated tasks are split
+  # along it, parameters are replicated.
+  c.mesh = ml_collections.ConfigDict(dict(
+      num_devices=0,                   # devices on the 'data' axis (0 = all, on every host)
+  ))
+  # Hosts: jax.distributed.initialize for multi-process runs (SLURM, TPU pods, several GPUs
+  # machines). Empty / negative fields are auto-detected where JAX supports it.
+  c.distributed = ml_collections.ConfigDict(dict(
+      initialize=False,                # True on every process of a multi-host run
+      coordinator_address="",          # 'host:port' of process 0 ('' = auto-detect)
+      num_processes=0,                 # 0 = auto-detect
+      process_id=-1,                   # -1 = auto-detect
+  ))
+
+  # Adversarial train/test splits (SPEC section 7), job='adversarial_split': for a target task
+  # tau and a discovered task tau_d, train = {tau != tau_d}, test = {tau == tau_d}, over all images
+  # of the dataset; learners follow the `eval` protocol and are compared with random splits of the
+  # same sizes. See `adversarial.py` for the policy on unequal split sizes.
+  c.adversarial = ml_collections.ConfigDict(dict(
+      source="discovery",              # tau_d from: 'discovery' | 'file' | 'random_network'
+      discovery_workdir="",            # source='discovery': workdir of a job='discover' run made
+                                       # with the same data config (reads its tasks.npz)
+      labels_file="",                  # source='file': tau_d's (.npz key 'labels', .npy or .csv)
+      discovered_tasks=(),             # rows of the discovered set to use; () = all rows
+                                       # (ignored for source='random_network')
+      num_random_networks=8,           # source='random_network': networks, each one tau_d
+      # source='random_network': architecture of the randomly initialised network whose scalar
+      # output, thresholded at the per-class median, is tau_d (original: ImageNet variant).
+      random_network=model_config("resnet18"),
+      target_tasks=(0, 11, 18, 27, 31, 38, 40),  # human task indices (the original's targets), or
+                                       # rows of target_labels_file when set; () = all
+      target_labels_file="",           # '' = human-labelled targets; else binary targets from this
+                                       # file (.npz key 'labels', .npy or .csv)
+      mirror=False,                    # also the mirror split: train = {tau == tau_d}
+      include_kway=True,               # also K-way learners on the original classes, same splits
+      # Pairs whose smaller part (train or test) holds less than this fraction of the images are
+      # skipped: every split is subsampled to the smallest kept part, so one near-identical pair
+      # would otherwise shrink all splits.
+      min_part_fraction=0.2,
+  ))
+
   c.checkpoint = ml_collections.ConfigDict(dict(
       every_steps=500,                 # meta-steps between checkpoints
       max_to_keep=3,
@@ -148,4 +190,15 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _check(c.eval.num_epochs >= 1, "eval.num_epochs", "must be >= 1")
   _check(c.eval.num_human_tasks >= 0 and c.eval.num_random_tasks >= 0, "eval",
          "num_human_tasks and num_random_tasks must be >= 0")
+  _check(c.mesh.num_devices >= 0, "mesh.num_devices", "must be >= 0 (0 = all devices)")
   _check(c.checkpoint.every_steps >= 1, "checkpoint.every_steps", "must be >= 1")
+  a = c.adversarial
+  _check(a.source in ADVERSARIAL_SOURCES, "adversarial.source",
+         f"{a.source!r} is not one of {ADVERSARIAL_SOURCES}")
+  _check(a.num_random_networks >= 1, "adversarial.num_random_networks", "must be >= 1")
+  _check(all(int(t) >= 0 for t in a.target_tasks), "adversarial.target_tasks",
+         "indices must be >= 0")
+  _check(all(int(t) >= 0 for t in a.discovered_tasks), "adversarial.discovered_tasks",
+         "indices must be >= 0")
+  _check(0.0 <= a.min_part_fraction < 0.5, "adversarial.min_part_fraction",
+         "must be in [0, 0.5): the smaller part of a split holds at most half the images")

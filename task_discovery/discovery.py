@@ -27,6 +27,7 @@ from task_discovery import models
 from task_discovery import plots
 from task_discovery import progress as progress_lib
 from task_discovery import report as report_lib
+from task_discovery import sharding
 from task_discovery import similarity
 from task_discovery import task_network
 from task_discovery import tasks
@@ -60,34 +61,53 @@ def _check_finite(step: int, values: dict[str, float], workdir: str, last_saved)
         "meta.learning_rate (for optimizer='adam' keep inner.eps_root > 0), then resume.")
 
 
-def train(config, workdir: str, dataset: datasets.Dataset, *, is_main_process: bool = True):
+def jit_meta_step(encoder: models.Model, learner: models.Model, config, mesh):
+  """The compiled meta-step: tasks of the meta-batch split over `mesh`, the rest replicated,
+  the state donated (updated in place)."""
+  replicated = sharding.replicated(mesh)
+  step_fn = meta.make_meta_step(encoder, learner, config,
+                                shard_tasks=sharding.constrain_along_data(mesh))
+  return jax.jit(step_fn, in_shardings=(replicated, replicated),
+                 out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
   """Meta-trains the task network; resumes from the workdir's latest checkpoint.
 
+  The meta-batch of tasks is split over the devices of `mesh` (default: all devices); the
+  task network, optimiser state and dataset are replicated.
+
   Returns:
-    the final state (dict pytree, see `meta.make_meta_step`).
+    (final state (dict pytree, see `meta.make_meta_step`), encoder model).
   """
+  mesh = mesh if mesh is not None else sharding.make_mesh(config.mesh.num_devices)
+  sharding.check_divisible(config.meta.meta_batch_size, mesh, "meta.meta_batch_size")
+  replicated = sharding.replicated(mesh)
   encoder, learner = build_models(config, dataset)
   key = jax.random.PRNGKey(config.seed)
   mgr = checkpoints.manager(workdir, max_to_keep=config.checkpoint.max_to_keep)
   payload = checkpoints.make_meta(config, dataset)
   abstract = jax.eval_shape(lambda k: meta.init_state(encoder, learner, config, k), key)
+  abstract = jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), abstract)
   latest = mgr.latest_step()
   if latest is not None:
     checkpoints.check_compatible(checkpoints.read_meta(mgr, latest)["config"], config, workdir)
     state, _ = checkpoints.restore(mgr, latest, abstract)
     logging.info("resumed from checkpoint step %d in %s", latest, workdir)
   else:
-    state = meta.init_state(encoder, learner, config, key)
+    state = sharding.put_replicated(meta.init_state(encoder, learner, config, key), mesh)
   start = int(state["step"])
   num_steps = config.meta.num_steps
-  logging.info("task network: %d encoder params, learner: %d params, %d tasks, meta-batch %d",
-               models.num_params({"params": state["params"]}),
+  logging.info("task network: %d encoder params, learner: %d params, %d tasks, meta-batch %d "
+               "over %d devices", models.num_params({"params": state["params"]}),
                models.num_params({"params": jax.tree.map(lambda a: a[0],
                                                          state["learner_init"]["params"])}),
-               config.task.num_tasks, config.meta.meta_batch_size)
-  meta_step = jax.jit(meta.make_meta_step(encoder, learner, config), donate_argnums=0)
-  data = device_data(dataset)
-  writer = metric_writers.MetricWriter(workdir, enabled=is_main_process)
+               config.task.num_tasks, config.meta.meta_batch_size, mesh.size)
+  meta_step = jit_meta_step(encoder, learner, config, mesh)
+  data = sharding.put_replicated(device_data(dataset), mesh)
+  main_process = sharding.is_main_process()
+  writer = metric_writers.MetricWriter(workdir, enabled=main_process)
   bar = progress_lib.Progress(num_steps, "meta-step", start=start)
   last_saved = latest
   window = []
@@ -106,11 +126,12 @@ def train(config, workdir: str, dataset: datasets.Dataset, *, is_main_process: b
         averaged = {k: v.mean(axis=0) for k, v in stacked.items() if k != "task_ids"}
         averaged["steps_per_second"] = len(window) / (time.perf_counter() - t_window)
         scalars = writer.write(done, averaged)
-        bar.update(done, f"loss {scalars['loss']:.4f} meta_as {scalars['meta_as']:.3f} "
-                         f"{config.task.diversity} {scalars['diversity']:.3f}")
+        if main_process:
+          bar.update(done, f"loss {scalars['loss']:.4f} meta_as {scalars['meta_as']:.3f} "
+                           f"{config.task.diversity} {scalars['diversity']:.3f}")
         window, t_window = [], time.perf_counter()
       if done % config.checkpoint.every_steps == 0 or done == num_steps:
-        checkpoints.save(mgr, done, state, payload)
+        checkpoints.save(mgr, done, state, payload)  # every process takes part
         last_saved = done
   finally:
     mgr.wait_until_finished()
@@ -131,9 +152,10 @@ def export_tasks(workdir: str, dataset: datasets.Dataset, encoder: models.Model,
   scores = np.asarray(label(state["params"], state["batch_stats"], state["directions"],
                             jnp.asarray(dataset.images)))
   labels = np.asarray(task_network.hard_labels(scores))
-  tasks.save_task_labels(os.path.join(workdir, "tasks"), labels, scores=scores,
-                         train_idx=dataset.train_idx, heldout_idx=dataset.heldout_idx,
-                         class_labels=dataset.labels)
+  if sharding.is_main_process():
+    tasks.save_task_labels(os.path.join(workdir, "tasks"), labels, scores=scores,
+                           train_idx=dataset.train_idx, heldout_idx=dataset.heldout_idx,
+                           class_labels=dataset.labels)
   return labels, scores
 
 
@@ -146,6 +168,8 @@ def evaluate(config, workdir: str, dataset: datasets.Dataset, labels: np.ndarray
   families.update(evaluation.family_tasks(config, dataset))
   sections = evaluation.evaluate_families(config, dataset, families)
   report = evaluation.write_family_outputs(workdir, dataset, sections)
+  if not sharding.is_main_process():
+    return report
   sim, folded, ami = similarity.summary(labels)
   sim["label_balance"] = [float(b) for b in labels.mean(axis=1)]
   report = report_lib.update(workdir, similarity=sim)
@@ -172,6 +196,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   train_seconds = time.perf_counter() - t0
   labels, scores = export_tasks(workdir, dataset, encoder, state)
   report = evaluate(config, workdir, dataset, labels, scores)
+  if not sharding.is_main_process():
+    return report
   report = report_lib.update(workdir, discovery={
       "meta_steps": int(state["step"]), "train_seconds_this_run": train_seconds,
       "num_tasks": int(config.task.num_tasks)})

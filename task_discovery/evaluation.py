@@ -15,6 +15,7 @@ from task_discovery import datasets
 from task_discovery import models
 from task_discovery import plots
 from task_discovery import report as report_lib
+from task_discovery import sharding
 from task_discovery import tasks
 
 # Separate streams of randomness derived from config.seed.
@@ -66,7 +67,7 @@ def evaluate_families(config, dataset: datasets.Dataset,
   results = agreement.evaluate_tasks(
       model, dataset.images, labels, train_idx=dataset.train_idx,
       heldout_idx=dataset.heldout_idx, config=config.eval, key=key, task_keys=task_keys,
-      name=names)
+      name=names, mesh=sharding.make_mesh(config.mesh.num_devices))
   entries, summary, start = [], {}, 0
   for family, (indices, _) in families.items():
     part = {k: v[start:start + len(indices)] for k, v in results.items()}
@@ -81,7 +82,12 @@ def evaluate_families(config, dataset: datasets.Dataset,
 
 
 def write_family_outputs(workdir: str, dataset: datasets.Dataset, sections: dict) -> dict:
-  """Merges evaluated families into report.json (keeping other families) and redraws the figure."""
+  """Merges evaluated families into report.json (keeping other families) and redraws the figure.
+
+  Only the main process writes; the others return the report they would have written.
+  """
+  if not sharding.is_main_process():
+    return sections
   old = report_lib.read(workdir)
   new_families = set(sections["summary"])
   kept = [e for e in old.get("tasks", []) if e["family"] not in new_families]

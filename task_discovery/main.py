@@ -15,6 +15,8 @@ from absl import logging
 from ml_collections import config_flags
 
 from task_discovery import config as config_lib
+from task_discovery import report
+from task_discovery import sharding
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file, e.g. configs/digits.py (optionally file.py:arg).",
@@ -47,10 +49,13 @@ def main(argv):
   # Orbax logs every internal step at INFO; keep the console for this library's progress.
   logging.get_absl_logger().addFilter(
       lambda record: record.levelno >= std_logging.WARNING or "orbax" not in record.pathname)
-  from task_discovery import report
+  config_lib.validate(_CONFIG.value)
+  # Before anything touches the devices: multi-host runs start the distributed runtime here.
+  sharding.initialize_distributed(_CONFIG.value)
   workdir = os.path.abspath(_WORKDIR.value)
   os.makedirs(workdir, exist_ok=True)
-  report.write_config(workdir, _CONFIG.value)
+  if sharding.is_main_process():
+    report.write_config(workdir, _CONFIG.value)
   logging.info("job=%s workdir=%s", _CONFIG.value.job, workdir)
   run_job(_CONFIG.value, workdir)
   logging.info("done: results in %s", workdir)

@@ -153,14 +153,23 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config) -> Call
   return meta_loss
 
 
+def global_norm(tree) -> jax.Array:
+  """L2 norm of all leaves together (optax renamed its helper across releases)."""
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
 def task_ids_for_step(step: jax.Array, meta_batch_size: int, num_tasks: int) -> jax.Array:
   """Tasks of a meta-step: the original cycles over the d tasks one per step; a meta-batch
   takes the next `meta_batch_size` of the cycle."""
   return (step * meta_batch_size + jnp.arange(meta_batch_size)) % num_tasks
 
 
-def make_meta_step(encoder: models.Model, learner: models.Model, config) -> Callable:
+def make_meta_step(encoder: models.Model, learner: models.Model, config, *,
+                   shard_tasks: Callable = lambda tree: tree) -> Callable:
   """`meta_step(state, data) -> (state, metrics)`, pure; `jax.jit` it where the loop is built.
+
+  `shard_tasks` is applied to the learners' variables (leading axis: the meta-batch), e.g.
+  `sharding.constrain_along_data(mesh)` to split the tasks of a meta-batch over devices.
 
   `state` is a dict pytree: step, params, batch_stats (encoder), opt_state, learner_init
   (`[L, ...]` fixed learner variables), directions (`[d, d]`), key (root PRNG key data).
@@ -187,6 +196,7 @@ def make_meta_step(encoder: models.Model, learner: models.Model, config) -> Call
     else:  # the same initial pair for every task and meta-step (original)
       learner_vars = jax.tree.map(
           lambda a: jnp.broadcast_to(a, (meta.meta_batch_size,) + a.shape), state["learner_init"])
+    learner_vars = shard_tasks(learner_vars)
     batch_idx = inner_batch_indices(data_key, data["train_idx"], inner.num_steps,
                                     inner.batch_size)
     heldout_idx = data["heldout_idx"]
@@ -200,7 +210,7 @@ def make_meta_step(encoder: models.Model, learner: models.Model, config) -> Call
     new_state = dict(state, step=state["step"] + 1,
                      params=optax.apply_updates(state["params"], updates),
                      batch_stats=batch_stats, opt_state=opt_state)
-    metrics = dict(metrics, grad_norm=optax.tree_utils.tree_l2_norm(grads), task_ids=task_ids)
+    metrics = dict(metrics, grad_norm=global_norm(grads), task_ids=task_ids)
     return new_state, metrics
 
   return meta_step

@@ -72,8 +72,8 @@ def shared_run(toy_model, toy_images, toy_labels):
 
 def eval_config(**overrides):
   c = ml_collections.ConfigDict(dict(
-      num_learners=2, optimizer='adam', learning_rate=1e-2, batch_size=BATCH_SIZE,
-      num_epochs=2, tasks_per_chunk=3, predict_batch_size=64))
+      num_learners=2, optimizer='adam', learning_rate=3e-2, batch_size=BATCH_SIZE,
+      num_epochs=3, tasks_per_chunk=3, predict_batch_size=64))
   c.update(overrides)
   return c
 
@@ -87,11 +87,15 @@ def train(model, optimizer, train_epoch, keys, images, labels, train_idx, num_ep
   return state, loss
 
 
+def toy_task_keys(num_tasks):
+  return jax.random.split(jax.random.PRNGKey(7), num_tasks)
+
+
 def evaluate(model, images, labels, config, **kwargs):
   kwargs.setdefault('train_idx', np.arange(NUM_TRAIN))
   kwargs.setdefault('heldout_idx', np.arange(NUM_TRAIN, NUM_IMAGES))
   kwargs.setdefault('key', jax.random.PRNGKey(0))
-  kwargs.setdefault('task_keys', jax.random.split(jax.random.PRNGKey(7), len(labels)))
+  kwargs.setdefault('task_keys', toy_task_keys(len(labels)))
   return agreement.evaluate_tasks(model, images, labels, config=config, **kwargs)
 
 
@@ -182,7 +186,7 @@ def test_vmapped_learners_equal_python_loop(toy_model, toy_optimizer, toy_train_
           (alone.params, alone.batch_stats, alone.opt_state),
           (stacked.params, stacked.batch_stats, stacked.opt_state))
   # The four learners really are different networks.
-  kernel = jax.tree_util.tree_leaves(stacked.params)[-1]
+  kernel = max(jax.tree_util.tree_leaves(stacked.params), key=lambda x: x.size)  # [T, L, ...]
   assert not np.allclose(kernel[0, 0], kernel[0, 1]) and not np.allclose(kernel[0, 0], kernel[1, 0])
 
 
@@ -227,6 +231,11 @@ def test_evaluate_tasks_per_task_indices(toy_model, toy_images, toy_labels, shar
     np.testing.assert_allclose(mixed[name][:-1], shared_run[name][:-1], rtol=1e-5, atol=1e-6,
                                err_msg=name)
   assert not np.allclose(mixed['train_loss'][-1], shared_run['train_loss'][-1])
+  # ... and the last task trained exactly as it would alone with `other` as its training set.
+  alone = evaluate(toy_model, toy_images, toy_labels[-1:], eval_config(tasks_per_chunk=1),
+                   train_idx=other, task_keys=toy_task_keys(num_tasks)[-1:])
+  for name in ('agreement', 'accuracy', 'train_loss'):
+    np.testing.assert_allclose(mixed[name][-1:], alone[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_evaluate_tasks_batch_larger_than_training_set(toy_model, toy_images, toy_labels):

@@ -1,0 +1,50 @@
+"""One process of the two-process test in test_sharding.py (run as a script, not collected).
+
+Usage: python distributed_worker.py PROCESS_ID PORT OUTPUT.npz
+Each process has 2 simulated CPU devices; together they form a 4-device mesh.
+"""
+import os
+import sys
+
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+sys.path.insert(0, os.path.dirname(__file__))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from task_discovery import datasets  # noqa: E402
+from task_discovery import discovery  # noqa: E402
+from task_discovery import meta  # noqa: E402
+from task_discovery import sharding  # noqa: E402
+import test_discovery  # noqa: E402
+
+
+def main():
+  process_id, port, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+  config = test_discovery.tiny_config()
+  config.meta.meta_batch_size = 4
+  config.distributed.initialize = True
+  config.distributed.coordinator_address = f"localhost:{port}"
+  config.distributed.num_processes = 2
+  config.distributed.process_id = process_id
+  sharding.initialize_distributed(config)
+  assert jax.process_count() == 2 and jax.device_count() == 4, jax.devices()
+  dataset = datasets.load_dataset(config.data)
+  encoder, learner = discovery.build_models(config, dataset)
+  mesh = sharding.make_mesh(0)
+  state = sharding.put_replicated(
+      meta.init_state(encoder, learner, config, jax.random.PRNGKey(config.seed)), mesh)
+  data = sharding.put_replicated(discovery.device_data(dataset), mesh)
+  step = discovery.jit_meta_step(encoder, learner, config, mesh)
+  losses = []
+  for _ in range(3):
+    state, metrics = step(state, data)
+    losses.append(float(metrics["loss"]))
+  if sharding.is_main_process():
+    leaves = [np.asarray(x) for x in jax.tree.leaves(state["params"])]
+    np.savez(out, losses=np.asarray(losses), *leaves)
+  jax.distributed.shutdown()
+
+
+if __name__ == "__main__":
+  main()
