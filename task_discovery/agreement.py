@@ -150,6 +150,8 @@ def evaluate_tasks(model: models.Model, images: np.ndarray, labels: np.ndarray, 
   num_tasks = labels.shape[0]
   if task_keys is None:
     task_keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(jnp.arange(num_tasks))
+  if jnp.issubdtype(task_keys.dtype, jax.dtypes.prng_key):  # typed keys -> raw key data
+    task_keys = jax.random.key_data(task_keys)
   optimizer = optimizers.make_optimizer(
       config.optimizer, learning_rate=config.learning_rate)
   n_train = np.shape(train_idx)[-1]
@@ -161,6 +163,7 @@ def evaluate_tasks(model: models.Model, images: np.ndarray, labels: np.ndarray, 
   init = functools.partial(init_learners, model, optimizer)
   if mesh is None:
     put_tasks = put_shared = lambda x: jnp.asarray(x)
+    init = jax.jit(init)  # one compilation instead of op-by-op dispatch of every initialiser
   else:
     chunk = -(-chunk // mesh.size) * mesh.size
     put_tasks = lambda x: sharding.put_along_data(x, mesh)

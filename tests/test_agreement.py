@@ -246,14 +246,13 @@ def test_evaluate_tasks_batch_larger_than_training_set(toy_model, toy_images, to
              train_idx=np.tile(np.arange(39), (5, 1)))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    'agreement.evaluate_tasks converts task keys with np.asarray (to pad the last chunk), which '
-    'fails for new-style typed keys from jax.random.key (TypeError: JAX array with PRNGKey dtype '
-    'cannot be converted to a NumPy array); raw uint32 keys from jax.random.PRNGKey work.'))
 def test_evaluate_tasks_accepts_typed_keys(toy_model, toy_images, toy_labels):
-  r = evaluate(toy_model, toy_images, toy_labels[:3], eval_config(num_epochs=1),
-               key=jax.random.key(0), task_keys=None)
-  assert r['agreement'].shape == (3,)
+  typed = evaluate(toy_model, toy_images, toy_labels[:3], eval_config(num_epochs=1),
+                   key=jax.random.key(0), task_keys=None)
+  raw = evaluate(toy_model, toy_images, toy_labels[:3], eval_config(num_epochs=1),
+                 key=jax.random.PRNGKey(0), task_keys=None)
+  assert typed['agreement'].shape == (3,)
+  np.testing.assert_array_equal(typed['agreement'], raw['agreement'])
 
 
 # ---------------------------------------------------------------------------------- real data
