@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from task_discovery import meta
 from task_discovery import models
 from task_discovery import task_network
 
@@ -164,18 +165,23 @@ def load(workdir: str, step: int | None = None) -> TaskNetwork:
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}: run "
                             "`python -m task_discovery.main --config=... --workdir=...` first")
-  meta = read_meta(mgr, step)
-  config = ml_collections.ConfigDict(meta["config"])
-  input_shape = tuple(meta["input_shape"])
+  payload = read_meta(mgr, step)
+  config = ml_collections.ConfigDict(payload["config"])
+  input_shape = tuple(payload["input_shape"])
   encoder = models.make_encoder(config.task.encoder, input_shape=input_shape,
                                 embedding_dim=config.task.num_tasks)
-  # Restore the encoder and directions only: no optimiser state or learners are needed.
-  restored = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-      restore_args=None)))["state"]
+  learner = models.make_model(config.learner, input_shape=input_shape, num_outputs=2)
+  # The state's structure follows from the config; restore it onto the first local device.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+      jax.eval_shape(lambda k: meta.init_state(encoder, learner, config, k),
+                     jax.random.PRNGKey(0)))
+  restored, _ = restore(mgr, step, abstract)
   mgr.close()
   return TaskNetwork(config=config, step=int(step), params=restored["params"],
                      batch_stats=restored.get("batch_stats", {}),
                      directions=jnp.asarray(restored["directions"]),
-                     mean=np.asarray(meta["mean"], np.float32),
-                     std=np.asarray(meta["std"], np.float32), input_shape=input_shape,
+                     mean=np.asarray(payload["mean"], np.float32),
+                     std=np.asarray(payload["std"], np.float32), input_shape=input_shape,
                      encoder=encoder)

@@ -108,7 +108,9 @@ def base() -> ml_collections.ConfigDict:
   # Devices: one mesh with a 'data' axis; the meta-batch and the evaluated tasks are split
   # along it, parameters are replicated.
   c.mesh = ml_collections.ConfigDict(dict(
-      num_devices=0,                   # devices on the 'data' axis (0 = all, on every host)
+      # devices on the 'data' axis; 0 = all devices of every host (for meta-training: the most
+      # devices that divide meta.meta_batch_size)
+      num_devices=0,
   ))
   # Hosts: jax.distributed.initialize for multi-process runs (SLURM, TPU pods, several GPUs
   # machines). Empty / negative fields are auto-detected where JAX supports it.

@@ -80,7 +80,8 @@ def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
   Returns:
     (final state (dict pytree, see `meta.make_meta_step`), encoder model).
   """
-  mesh = mesh if mesh is not None else sharding.make_mesh(config.mesh.num_devices)
+  if mesh is None:
+    mesh = sharding.make_mesh(config.mesh.num_devices, divides=config.meta.meta_batch_size)
   sharding.check_divisible(config.meta.meta_batch_size, mesh, "meta.meta_batch_size")
   replicated = sharding.replicated(mesh)
   encoder, learner = build_models(config, dataset)

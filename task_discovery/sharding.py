@@ -45,10 +45,23 @@ def initialize_distributed(config) -> None:
                jax.process_count(), jax.local_device_count(), jax.device_count())
 
 
-def make_mesh(num_devices: int = 0) -> jax.sharding.Mesh:
-  """A 1-D mesh with axis `data` over the first `num_devices` devices (0 = all, every host)."""
+def make_mesh(num_devices: int = 0, *, divides: int = 0) -> jax.sharding.Mesh:
+  """A 1-D mesh with axis `data` over the first `num_devices` devices.
+
+  Args:
+    num_devices: devices on the mesh; 0 = all devices of every host, or with `divides` the
+      largest number of devices that divides it.
+    divides: with num_devices=0, the size that the mesh must divide (e.g. the meta-batch), so
+      the original's meta-batch of 1 runs on one device of a multi-device machine.
+  """
   total = jax.device_count()
   n = total if num_devices <= 0 else num_devices
+  if num_devices <= 0 and divides > 0:
+    n = max(k for k in range(1, total + 1) if divides % k == 0)
+    if n < total:
+      logging.warning("using %d of %d devices: the meta-batch of %d tasks is split over devices; "
+                      "raise meta.meta_batch_size to a multiple of %d to use them all", n, total,
+                      divides, total)
   if n > total:
     raise ValueError(f"config.mesh.num_devices={num_devices} but only {total} devices are "
                      "visible (set it to 0 to use all of them)")
