@@ -5,8 +5,16 @@ Command (2 CPU cores):
 
 Shrunk for tests: `--config=configs/digits.py:smoke`.
 
-What it produces: see the README's results table for the measured numbers (discovered tasks
-reach a mean AS at least that of the human-labelled 5-vs-5 digit splits, random labels about 0.5).
+What it produces (README's results table has the measured numbers): d = 4 discovered tasks whose
+mean AS is at least that of all 126 human-labelled 5-vs-5 digit splits (both about 0.99 on this
+easy dataset), random-labelled tasks far below (about 0.69: with 1,437 training images, two
+networks that memorise random labels still agree through shared nearest neighbours).
+
+Choices that differ from the original (CIFAR-10, d = 32, uniformity 5), measured on this
+dataset with 1,500 meta-steps: uniformity coefficient 5 -> 1 -> 0.3 -> 0.1 raised the discovered
+mean AS 0.95 -> 0.97 -> 0.98 -> 0.987 (the uniformity term dominates the AS term on 1,797 images);
+d = 8 -> 4 raised it to 0.991, as d = 32 -> 8 does in the paper; fresh learner initialisation per
+meta-step, a larger inner learning rate or 2,400 meta-steps did not help.
 """
 
 from task_discovery import config as config_lib
@@ -21,16 +29,18 @@ def get_config(arg: str = ""):
   c.learner.mlp_widths = (128, 64)
   c.task.encoder = config_lib.model_config("mlp")
   c.task.encoder.mlp_widths = (128, 64)
-  c.task.num_tasks = 8
+  c.task.num_tasks = 4
+  c.task.diversity_coef = 0.1
 
   c.inner.num_steps = 20
   c.inner.batch_size = 256
-  c.inner.learning_rate = 0.1
+  c.inner.learning_rate = 0.1  # SGD on 8x8 digits: 0.005 barely moves the learners in 20 steps
   c.inner.heldout_batch_size = 256
-  c.meta.num_steps = 400
+  c.meta.num_steps = 1500
+  c.meta.learning_rate = 0.01
   c.meta.meta_batch_size = 1
-  c.meta.log_every = 20
-  c.checkpoint.every_steps = 200
+  c.meta.log_every = 100
+  c.checkpoint.every_steps = 500
 
   c.eval.batch_size = 128
   c.eval.num_epochs = 30
