@@ -1,21 +1,36 @@
-"""PNG figures of results. Uses matplotlib's Agg backend: works headless and in notebooks."""
+"""PNG figures of results.
+
+Figures are built with matplotlib's object API (`matplotlib.figure.Figure`), not pyplot: no
+global backend is chosen or changed, so this works headless and leaves a notebook's inline
+backend alone. Every function writes its PNG and returns the Figure for display.
+"""
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+def _subplots(*args, **kwargs):
+  fig = Figure(figsize=kwargs.pop("figsize"))
+  axes = fig.subplots(*args, **kwargs)
+  return fig, axes
+
+
+def _save(fig: Figure, path: str, dpi: int = 120) -> Figure:
+  fig.savefig(path, dpi=dpi)
+  return fig
 
 FAMILY_COLORS = {"random": "tab:gray", "human": "tab:blue", "discovered": "tab:red",
                  "file": "tab:green"}
 
 
-def agreement_histogram(per_family: dict[str, np.ndarray], path: str, title: str = "") -> None:
+def agreement_histogram(per_family: dict[str, np.ndarray], path: str, title: str = "") -> Figure:
   """Histogram of the AS per task family (the paper's central figure)."""
-  fig, ax = plt.subplots(figsize=(6, 3.5))
-  bins = np.linspace(0.4, 1.0, 31)
+  fig, ax = _subplots(figsize=(6, 3.5))
+  lowest = min([0.4] + [float(np.min(v)) for v in per_family.values() if np.size(v)])
+  low = np.floor(lowest * 20) / 20  # extend below 0.4 rather than drop a task
+  bins = np.linspace(low, 1.0, int(round((1.0 - low) * 50)) + 1)
   for family, values in per_family.items():
     values = np.asarray(values, dtype=float)
     if values.size == 0:
@@ -24,29 +39,27 @@ def agreement_histogram(per_family: dict[str, np.ndarray], path: str, title: str
             label=f"{family} (n={values.size}, mean {values.mean():.3f})")
   ax.set_xlabel("agreement score")
   ax.set_ylabel("number of tasks")
-  ax.set_xlim(0.4, 1.0)
+  ax.set_xlim(low, 1.0)
   ax.legend(loc="upper left", fontsize=8)
   ax.set_title(title or "Agreement score per task family")
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  return _save(fig, path)
 
 
-def similarity_heatmap(matrix: np.ndarray, path: str, title: str) -> None:
+def similarity_heatmap(matrix: np.ndarray, path: str, title: str) -> Figure:
   """Heatmap of a square task-by-task similarity matrix with values in [0.5, 1]."""
-  fig, ax = plt.subplots(figsize=(5, 4.2))
+  fig, ax = _subplots(figsize=(5, 4.2))
   im = ax.imshow(matrix, vmin=0.5, vmax=1.0, cmap="viridis")
   fig.colorbar(im, ax=ax)
   ax.set_xlabel("task")
   ax.set_ylabel("task")
   ax.set_title(title)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  return _save(fig, path)
 
 
 def task_image_sheet(raw_images: np.ndarray, scores: np.ndarray, path: str,
-                     per_side: int = 8, title: str = "") -> None:
+                     per_side: int = 8, title: str = "") -> Figure:
   """One row per task: the images with the most negative score (label 0, left) and the most
   positive score (label 1, right).
 
@@ -58,8 +71,8 @@ def task_image_sheet(raw_images: np.ndarray, scores: np.ndarray, path: str,
   """
   num_tasks = scores.shape[0]
   cols = 2 * per_side + 1
-  fig, axes = plt.subplots(num_tasks, cols, figsize=(cols * 0.6, num_tasks * 0.65 + 0.4),
-                           squeeze=False)
+  fig, axes = _subplots(num_tasks, cols, figsize=(cols * 0.6, num_tasks * 0.65 + 0.4),
+                        squeeze=False)
   cmap = "gray" if raw_images.shape[-1] == 1 else None
   for t in range(num_tasks):
     order = np.argsort(scores[t])
@@ -74,14 +87,13 @@ def task_image_sheet(raw_images: np.ndarray, scores: np.ndarray, path: str,
       ax.imshow(img[..., 0] if cmap else img, cmap=cmap, interpolation="nearest")
   fig.suptitle(title or "label 0 (most confident)  |  label 1 (most confident)", fontsize=8)
   fig.tight_layout(pad=0.1)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  return _save(fig, path, dpi=100)
 
 
 def grouped_bars(groups: list[str], series: dict[str, np.ndarray], path: str, ylabel: str,
-                 title: str) -> None:
+                 title: str) -> Figure:
   """Grouped bar chart: one group per entry of `groups`, one bar per series."""
-  fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(groups) + 2), 3.5))
+  fig, ax = _subplots(figsize=(max(5, 0.6 * len(groups) + 2), 3.5))
   width = 0.8 / max(1, len(series))
   x = np.arange(len(groups))
   for i, (name, values) in enumerate(series.items()):
@@ -93,5 +105,4 @@ def grouped_bars(groups: list[str], series: dict[str, np.ndarray], path: str, yl
   ax.legend(fontsize=8)
   ax.set_title(title)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  return _save(fig, path)
