@@ -200,10 +200,6 @@ class Split:
   random_train_idx: np.ndarray
   random_test_idx: np.ndarray
 
-  @property
-  def name(self) -> str:
-    return f"t{self.target}/d{self.discovered}" + ("m" if self.mirror else "")
-
 
 def _split_seed(seed: int, stream: int, target: int, discovered: int, mirror: bool) -> list[int]:
   # A split's randomness depends on its identity only, not on the other splits of the run.
@@ -500,8 +496,16 @@ def run(config, workdir: str) -> dict:
         f"adversarial.min_part_fraction={a.min_part_fraction} of {dataset.num_images} images; "
         "lower it or choose other tasks")
   parts = equal_size_parts(splits, config.seed)
+  used_train = parts["adversarial_train_idx"].shape[1]
+  if used_train < config.eval.batch_size:
+    smallest = min(splits, key=lambda s: len(s.train_idx))
+    raise ValueError(
+        f"the smallest train part (target {smallest.target} x discovered {smallest.discovered}"
+        f"{', mirror' if smallest.mirror else ''}) holds {used_train} images, fewer than "
+        f"eval.batch_size={config.eval.batch_size}: raise adversarial.min_part_fraction to skip "
+        "such pairs, choose other tasks, or lower eval.batch_size")
   logging.info("%d splits; every learner trains on %d images and is tested on %d (the smallest "
-               "train / test part of the run)", len(splits), parts["adversarial_train_idx"].shape[1],
+               "train / test part of the run)", len(splits), used_train,
                parts["adversarial_test_idx"].shape[1])
   save_splits(os.path.join(workdir, SPLITS_NAME), splits, parts, dataset.num_images)
   t0 = time.perf_counter()

@@ -101,8 +101,8 @@ def grouped_bars(groups: list[str], series: dict[str, np.ndarray], path: str, yl
   ax.set_xticks(x)
   ax.set_xticklabels(groups, rotation=45, ha="right", fontsize=7)
   ax.set_ylabel(ylabel)
-  ax.set_ylim(0, 1)
-  ax.legend(fontsize=8)
+  ax.set_ylim(0, 1.15)  # room for the legend above bars that reach 1
+  ax.legend(fontsize=8, loc="upper right", ncol=len(series))
   ax.set_title(title)
   fig.tight_layout()
   return _save(fig, path)

@@ -331,3 +331,18 @@ def test_bad_adversarial_config_values(field, value):
   c.adversarial[field] = value
   with pytest.raises(ValueError, match=f'config.adversarial.{field}:'):
     config_lib.validate(c)
+
+
+def test_train_part_smaller_than_a_batch_is_explained(tmp_path):
+  disc_dir = str(tmp_path / 'discover')
+  config = tiny_config(source='discovery', discovery_workdir=disc_dir, min_part_fraction=0.0)
+  dataset = datasets.load_dataset(config.data)
+  target = tasks.human_task_labels(dataset.labels, dataset.num_classes, [0])[0]
+  nearly_target = target.copy()
+  nearly_target[:5] = 1 - nearly_target[:5]  # a train part of 5 images < eval.batch_size=32
+  os.makedirs(disc_dir)
+  np.savez(os.path.join(disc_dir, 'tasks.npz'), labels=nearly_target[None],
+           class_labels=dataset.labels)
+  config.adversarial.target_tasks = (0,)
+  with pytest.raises(ValueError, match=r'target 0 x discovered 0\) holds 5 images.*batch_size'):
+    adversarial.run(config, str(tmp_path))
