@@ -23,7 +23,9 @@ def get_config(arg: str = ""):
   c.task.encoder = config_lib.model_config("mlp")
   c.task.encoder.mlp_widths = (256, 128)
   c.task.num_tasks = 8
-  c.task.diversity_coef = 1.0
+  # Measured (1,500 steps): 0.1 -> discovered AS 0.994, mean folded agreement 0.73; 1.0 -> 0.991,
+  # 0.79. Either way two of the 8 tasks are near-duplicates (max folded agreement ~0.99).
+  c.task.diversity_coef = 0.1
 
   c.inner.num_steps = 20
   c.inner.batch_size = 256
