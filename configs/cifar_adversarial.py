@@ -23,20 +23,15 @@ epochs on ~25k images; plan on a GPU and raise `eval.tasks_per_chunk` to fill it
 shrinks everything for a quick check of the pipeline.
 """
 
-import importlib.util
 import os
 
 from task_discovery import config as config_lib
 
 
 def _discovery_config(arg: str):
-  # Config files are loaded by path, not as a package: load the sibling discovery config the same
-  # way, so both runs share one data config.
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cifar.py")
-  spec = importlib.util.spec_from_file_location("_cifar_discovery_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  # Load the sibling discovery config, so both runs share one data config.
+  return config_lib.load_config_file(
+      os.path.join(os.path.dirname(os.path.abspath(__file__)), "cifar.py"), arg)
 
 
 def get_config(arg: str = ""):

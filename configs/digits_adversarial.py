@@ -19,20 +19,15 @@ test part), and the 10-way accuracy lower on adversarial splits too. See the REA
 table for the measured numbers and wall time. `:smoke` shrinks it for tests.
 """
 
-import importlib.util
 import os
 
 from task_discovery import config as config_lib
 
 
 def _discovery_config(arg: str):
-  # Config files are loaded by path, not as a package: load the sibling discovery config the same
-  # way, so both runs share one data config.
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits.py")
-  spec = importlib.util.spec_from_file_location("_digits_discovery_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  # Load the sibling discovery config, so both runs share one data config.
+  return config_lib.load_config_file(
+      os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits.py"), arg)
 
 
 def get_config(arg: str = ""):
@@ -40,7 +35,7 @@ def get_config(arg: str = ""):
   c.job = "adversarial_split"
   c.adversarial.source = "discovery"
   c.adversarial.target_tasks = (0, 11, 18, 27)  # the first four of the original's targets
-  c.adversarial.discovered_tasks = ()           # every task of the discovery run (d = 8)
+  c.adversarial.discovered_tasks = ()           # every task of the discovery run
   c.adversarial.num_random_networks = 4
   c.adversarial.random_network = config_lib.model_config("mlp")  # like the learners
   c.adversarial.random_network.mlp_widths = (128, 64)

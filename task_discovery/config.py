@@ -7,6 +7,9 @@ code where they are used, never here, so a command-line override can not leave t
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
 
 JOBS = ("discover", "agreement", "adversarial_split")
@@ -153,6 +156,17 @@ def base() -> ml_collections.ConfigDict:
       max_to_keep=3,
   ))
   return c
+
+
+def load_config_file(path: str, arg: str = "") -> ml_collections.ConfigDict:
+  """`get_config(arg)` of a config file given by path (config files are not a package)."""
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"config file {path!r} does not exist")
+  name = "_config_" + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
 
 
 def _check(ok: bool, field: str, message: str) -> None:
