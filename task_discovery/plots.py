@@ -53,7 +53,7 @@ def similarity_heatmap(matrix: np.ndarray, path: str, title: str) -> Figure:
   fig.colorbar(im, ax=ax)
   ax.set_xlabel("task")
   ax.set_ylabel("task")
-  ax.set_title(title)
+  ax.set_title(title, fontsize=10)
   fig.tight_layout()
   return _save(fig, path)
 
@@ -93,7 +93,7 @@ def task_image_sheet(raw_images: np.ndarray, scores: np.ndarray, path: str,
 def grouped_bars(groups: list[str], series: dict[str, np.ndarray], path: str, ylabel: str,
                  title: str) -> Figure:
   """Grouped bar chart: one group per entry of `groups`, one bar per series."""
-  fig, ax = _subplots(figsize=(max(5, 0.6 * len(groups) + 2), 3.5))
+  fig, ax = _subplots(figsize=(max(7, 0.6 * len(groups) + 2), 4))
   width = 0.8 / max(1, len(series))
   x = np.arange(len(groups))
   for i, (name, values) in enumerate(series.items()):
@@ -101,8 +101,8 @@ def grouped_bars(groups: list[str], series: dict[str, np.ndarray], path: str, yl
   ax.set_xticks(x)
   ax.set_xticklabels(groups, rotation=45, ha="right", fontsize=7)
   ax.set_ylabel(ylabel)
-  ax.set_ylim(0, 1.15)  # room for the legend above bars that reach 1
-  ax.legend(fontsize=8, loc="upper right", ncol=len(series))
-  ax.set_title(title)
+  ax.set_ylim(0, 1.25)  # room for the legend above bars that reach 1
+  ax.legend(fontsize=8, loc="upper right", ncol=min(2, len(series)))
+  ax.set_title(title, fontsize=10)
   fig.tight_layout()
   return _save(fig, path)
