@@ -1,0 +1,1 @@
+"""Scripts that reproduce the paper's experiments: `python -m experiments.NAME --help`."""

@@ -1,0 +1,300 @@
+"""What every experiment script shares: flags, config loading and overrides, running a job in a
+workdir (or reusing a finished one), and writing tables.
+
+Every script is `python -m experiments.NAME --config=FILE[:ARG] --out=DIR --scale=SCALE
+[--set key=value ...]`, run from the repository root, and exposes `main(argv) -> dict` so that a
+test or a notebook can call it without a shell.
+
+Scales:
+  smoke: the config file's `:smoke` argument and `SMOKE_OVERRIDES` (seconds per run, for tests);
+  cpu:   the config file as written, with grids sized for a 2-core laptop;
+  gpu:   the config file as written, with the paper's grids.
+Order of precedence, last wins: config file < scale < the script's presets < `--set`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.util
+import json
+import logging as std_logging
+import os
+import shutil
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+import ml_collections
+from absl import logging
+
+SCALES = ("smoke", "cpu", "gpu")
+
+# On top of a config file's `:smoke`: a handful of seconds per job on 2 CPU cores.
+SMOKE_OVERRIDES = {
+    "meta.num_steps": 2,
+    "meta.log_every": 1,
+    "checkpoint.every_steps": 2,
+    "eval.num_epochs": 1,
+    "eval.num_human_tasks": 2,
+    "eval.num_random_tasks": 2,
+}
+
+
+# ----------------------------------------------------------------------------------- flags
+
+
+def make_parser(doc: str) -> argparse.ArgumentParser:
+  """The flags shared by every script (argparse: no global flag registry, so several scripts
+  can be imported into one process)."""
+  parser = argparse.ArgumentParser(description=doc,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--config", required=True,
+                      help="config file, optionally with its argument: configs/digits.py[:smoke]")
+  parser.add_argument("--out", required=True, help="output directory (created; reruns resume)")
+  parser.add_argument("--scale", choices=SCALES, default="cpu",
+                      help="smoke: seconds, for tests; cpu: a 2-core laptop; gpu: the paper's")
+  parser.add_argument("--set", dest="overrides", action="append", default=[],
+                      metavar="KEY=VALUE",
+                      help="config override, repeatable: --set task.diversity_coef=25")
+  return parser
+
+
+def comma_list(cast: Callable[[str], Any]) -> Callable[[str], tuple]:
+  """argparse type for `--flag=a,b,c`."""
+  def parse(text: str) -> tuple:
+    return tuple(cast(v) for v in text.split(",") if v.strip())
+  return parse
+
+
+# ---------------------------------------------------------------------------------- config
+
+
+def load_config(spec: str, scale: str) -> ml_collections.ConfigDict:
+  """Loads `get_config(arg)` from `path[:arg]`; at scale 'smoke' the argument defaults to
+  'smoke' and `SMOKE_OVERRIDES` are applied. The result is locked: setting a field that does
+  not exist raises."""
+  if scale not in SCALES:
+    raise ValueError(f"--scale={scale!r} is not one of {SCALES}")
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"config file {path!r} does not exist (paths are relative to the "
+                            f"current directory {os.getcwd()!r}; run from the repository root)")
+  if scale == "smoke" and not arg:
+    arg = "smoke"
+  module_name = "_experiment_config_" + os.path.splitext(os.path.basename(path))[0]
+  module_spec = importlib.util.spec_from_file_location(module_name, path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ValueError(f"config file {path!r} has no get_config(arg) function")
+  config = module.get_config(arg)
+  config.lock()
+  if scale == "smoke":
+    apply_overrides(config, SMOKE_OVERRIDES)
+  return config
+
+
+def _parse_value(text: str, current: Any, key: str) -> Any:
+  if isinstance(current, bool):
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false", "1", "0"):
+      raise ValueError(f"--set {key}={text}: expected True or False")
+    return lowered in ("true", "1")
+  if isinstance(current, str):
+    return text
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError) as e:
+    raise ValueError(f"--set {key}={text}: not a Python literal of type "
+                     f"{type(current).__name__}") from e
+  if isinstance(current, (tuple, list)):
+    value = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+  return value
+
+
+def apply_overrides(config: ml_collections.ConfigDict,
+                    overrides: dict[str, Any] | Iterable[str]) -> ml_collections.ConfigDict:
+  """Sets dotted fields in place: `{'task.num_tasks': 8}` or `['task.num_tasks=8', ...]`.
+
+  String values are parsed against the field's current type (`True`, `0.5`, `(0, 11)`, `cnn`).
+
+  Raises:
+    KeyError: naming a field that does not exist.
+    ValueError / TypeError: for a value that does not fit the field.
+  """
+  if not isinstance(overrides, dict):
+    pairs = []
+    for item in overrides:
+      key, sep, text = item.partition("=")
+      if not sep:
+        raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. task.num_tasks=8")
+      pairs.append((key.strip(), text, True))
+  else:
+    pairs = [(k, v, False) for k, v in overrides.items()]
+  for key, value, from_text in pairs:
+    *parents, name = key.split(".")
+    node = config
+    for i, part in enumerate(parents):
+      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+        raise KeyError(f"config has no section {'.'.join(parents[:i + 1])!r} (in {key!r})")
+      node = node[part]
+    if not isinstance(node, ml_collections.ConfigDict) or name not in node:
+      raise KeyError(f"config has no field {key!r}")
+    if from_text:
+      value = _parse_value(value, node[name], key)
+    elif isinstance(node[name], tuple) and isinstance(value, list):
+      value = tuple(value)
+    node[name] = value
+  return config
+
+
+def copy_config(config: ml_collections.ConfigDict,
+                overrides: dict[str, Any] | None = None) -> ml_collections.ConfigDict:
+  """An independent copy with `overrides` applied."""
+  new = config.copy_and_resolve_references()
+  new.lock()
+  return apply_overrides(new, overrides or {})
+
+
+def read_json(path: str) -> dict:
+  with open(path) as f:
+    return json.load(f)
+
+
+def check_same_data(config, workdir: str) -> None:
+  """Raises if `workdir/config.json` describes other images than `config.data`: labels of one
+  run are only meaningful for the same images in the same order."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} does not exist: {workdir} is not a workdir of this library")
+  saved = read_json(path).get("data", {})
+  current = json.loads(config.data.to_json_best_effort())
+  diffs = [f"data.{k}: {saved.get(k)!r} there, {v!r} here" for k, v in current.items()
+           if k != "data_dir" and saved.get(k) != v]
+  if diffs:
+    raise ValueError(f"{workdir} was run on other data than this config:\n  " + "\n  ".join(diffs)
+                     + "\nUse the same data config (e.g. the same --config file and scale).")
+
+
+# ------------------------------------------------------------------------------------ jobs
+
+
+def setup_logging() -> None:
+  """INFO progress of this library on the console, without orbax's per-step INFO records."""
+  logging.set_verbosity(logging.INFO)
+  absl_logger = logging.get_absl_logger()
+  if not any(getattr(f, "_experiments_filter", False) for f in absl_logger.filters):
+    def keep(record):
+      return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
+    keep._experiments_filter = True
+    absl_logger.addFilter(keep)
+
+
+def finished(workdir: str, sections: Sequence[str] = ()) -> dict | None:
+  """The workdir's report if it exists and holds every section in `sections`, else None."""
+  path = os.path.join(workdir, "report.json")
+  if not os.path.exists(path):
+    return None
+  report = read_json(path)
+  return report if all(s in report for s in sections) else None
+
+
+# report.json sections that a job writes last, i.e. that mark it finished.
+FINAL_SECTIONS = {"discover": ("discovery",), "agreement": ("summary",),
+                  "adversarial_split": ("adversarial",)}
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def config_differences(saved: dict, config) -> list[str]:
+  """Fields whose values differ between a saved `config.json` and `config`. Fields that only
+  one of them has (added to or removed from the library since the run) are not compared."""
+  a, b = _flatten(saved), _flatten(json.loads(config.to_json_best_effort()))
+  return [f"{k}: {a[k]!r} there, {b[k]!r} here" for k in sorted(set(a) & set(b)) if a[k] != b[k]]
+
+
+def run_job(config, workdir: str, *, reuse: bool = True,
+            done: Callable[[dict], bool] | None = None) -> dict:
+  """Runs `config.job` in `workdir` as `python -m task_discovery.main` would, or returns the
+  report of a finished run of the same config there.
+
+  Args:
+    config: the full config; `config.job` is run.
+    workdir: the job's directory.
+    reuse: return the report of a finished run in `workdir` instead of running again. A
+      finished run of another config raises (use another --out); an interrupted `discover` run
+      resumes from its checkpoints.
+    done: `done(report) -> bool`, whether a report is finished; default: it holds the sections
+      that `config.job` writes last (`FINAL_SECTIONS`).
+  """
+  from task_discovery import main as main_lib  # imported here: `--help` stays fast
+  from task_discovery import report as report_lib
+  done = done or (lambda r: all(s in r for s in FINAL_SECTIONS[config.job]))
+  report = finished(workdir)
+  if reuse and report is not None and done(report):
+    diffs = config_differences(read_json(os.path.join(workdir, "config.json")), config)
+    if diffs:
+      raise ValueError(f"{workdir} holds a finished run of another config:\n  "
+                       + "\n  ".join(diffs[:20])
+                       + "\nUse another --out directory, or delete that workdir to rerun it.")
+    logging.info("reusing the finished %s run in %s", config.job, workdir)
+    return report
+  os.makedirs(workdir, exist_ok=True)
+  report_lib.write_config(workdir, config)
+  logging.info("running job=%s in %s", config.job, workdir)
+  t0 = time.perf_counter()
+  main_lib.run_job(config, workdir)
+  logging.info("job=%s done in %.0f s: %s", config.job, time.perf_counter() - t0, workdir)
+  return read_json(os.path.join(workdir, "report.json"))
+
+
+# ---------------------------------------------------------------------------------- output
+
+
+def _cell(value: Any) -> str:
+  if value is None:
+    return "-"
+  if isinstance(value, float):
+    return "nan" if value != value else f"{value:.3f}"
+  return str(value)
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+  """A markdown table; floats with 3 decimals, None as '-'."""
+  lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+  lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+  return "\n".join(lines)
+
+
+def write_outputs(out: str, name: str, summary: dict, table: str) -> dict:
+  """Writes `out/NAME.json` (the summary) and `out/NAME.md` (the table), prints the table, and
+  returns the summary with the paths added under `outputs`."""
+  os.makedirs(out, exist_ok=True)
+  md_path = os.path.join(out, name + ".md")
+  json_path = os.path.join(out, name + ".json")
+  summary = dict(summary, outputs=dict(summary.get("outputs", {}), table=md_path,
+                                       summary=json_path))
+  with open(md_path, "w") as f:
+    f.write(table + "\n")
+  tmp = json_path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(summary, f, indent=2, sort_keys=True)
+  os.replace(tmp, json_path)
+  print(table, flush=True)
+  return summary
+
+
+def collect(src: str, dst: str) -> str:
+  """Copies a file a job wrote (e.g. a figure) into the experiment's output directory."""
+  if not os.path.exists(src):
+    raise FileNotFoundError(f"{src} was not written by its job")
+  os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
+  shutil.copyfile(src, dst)
+  return dst
