@@ -3,7 +3,7 @@ r"""Adversarial train/test splits on scikit-learn digits (SPEC section 7), 2 CPU
 Commands:
   # discovered tasks of a discovery run (same data config: configs/digits.py):
   python -m task_discovery.main --config=configs/digits.py --workdir=runs/digits
-  python -m task_discovery.main --config=configs/digits_adversarial.py --workdir=runs/digits_adv \
+  python -m task_discovery.main --config=configs/digits_adversarial.py --workdir=runs/digits_adversarial \
       --config.adversarial.discovery_workdir=runs/digits
   # no discovery run: randomly initialised networks split at their per-class median play tau_d
   python -m task_discovery.main --config=configs/digits_adversarial.py \
