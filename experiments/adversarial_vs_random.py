@@ -34,7 +34,13 @@ A rerun skips finished runs.
 Expected (qualitatively, SPEC section 7): with discovered tasks as tau_d, test accuracy on the
 adversarial splits is far below that on random splits of the same images (the learners follow
 the easier tau_d, whose correlation with the target is reversed on the test part); random splits
-give ordinary test accuracy. No numbers are quoted here: measure them with the commands above.
+give ordinary test accuracy.
+Measured with the first command (configs/digits_adversarial.py: 4 targets x the 4 discovered
+tasks x mirror = 32 splits per source, MLP learners, 30 epochs; --scale=cpu) on a 2-core CPU
+machine shared with other jobs: 5 min 23 s wall (discovery 4 min, each split run under 1 min).
+Mean test accuracy, adversarial vs random splits (binary target; K-way on the same splits):
+  discovery:       0.219 vs 0.973   (K-way 0.244 vs 0.961)
+  random_network:  0.887 vs 0.981   (K-way 0.895 vs 0.972)
 """
 
 from __future__ import annotations
