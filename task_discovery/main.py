@@ -25,9 +25,11 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs
 
 
 def run_job(config, workdir: str):
-  """Validates the config and runs `config.job` in `workdir`."""
+  """Validates the config, writes it to `workdir/config.json` and runs `config.job` there."""
   config_lib.validate(config)
   os.makedirs(workdir, exist_ok=True)
+  if sharding.is_main_process():
+    report.write_config(workdir, config)
   if config.job == "agreement":
     from task_discovery import evaluation
     return evaluation.run(config, workdir)
@@ -53,9 +55,6 @@ def main(argv):
   # Before anything touches the devices: multi-host runs start the distributed runtime here.
   sharding.initialize_distributed(_CONFIG.value)
   workdir = os.path.abspath(_WORKDIR.value)
-  os.makedirs(workdir, exist_ok=True)
-  if sharding.is_main_process():
-    report.write_config(workdir, _CONFIG.value)
   logging.info("job=%s workdir=%s", _CONFIG.value.job, workdir)
   run_job(_CONFIG.value, workdir)
   logging.info("done: results in %s", workdir)
