@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
-import importlib.util
 import json
-import logging as std_logging
 import os
 import shutil
 import time
@@ -26,6 +24,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import ml_collections
 from absl import logging
+
+from task_discovery import config as config_lib
 
 SCALES = ("smoke", "cpu", "gpu")
 
@@ -81,13 +81,7 @@ def load_config(spec: str, scale: str) -> ml_collections.ConfigDict:
                             f"current directory {os.getcwd()!r}; run from the repository root)")
   if scale == "smoke" and not arg:
     arg = "smoke"
-  module_name = "_experiment_config_" + os.path.splitext(os.path.basename(path))[0]
-  module_spec = importlib.util.spec_from_file_location(module_name, path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  if not hasattr(module, "get_config"):
-    raise ValueError(f"config file {path!r} has no get_config(arg) function")
-  config = module.get_config(arg)
+  config = config_lib.load_config_file(path, arg)
   config.lock()
   if scale == "smoke":
     apply_overrides(config, SMOKE_OVERRIDES)
@@ -180,14 +174,9 @@ def check_same_data(config, workdir: str) -> None:
 
 
 def setup_logging() -> None:
-  """INFO progress of this library on the console, without orbax's per-step INFO records."""
-  logging.set_verbosity(logging.INFO)
-  absl_logger = logging.get_absl_logger()
-  if not any(getattr(f, "_experiments_filter", False) for f in absl_logger.filters):
-    def keep(record):
-      return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
-    keep._experiments_filter = True
-    absl_logger.addFilter(keep)
+  """INFO progress of this library on the console, as `python -m task_discovery.main`."""
+  from task_discovery import main as main_lib  # imported here: `--help` stays fast
+  main_lib.setup_logging()
 
 
 def finished(workdir: str, sections: Sequence[str] = ()) -> dict | None:
@@ -235,7 +224,6 @@ def run_job(config, workdir: str, *, reuse: bool = True,
       that `config.job` writes last (`FINAL_SECTIONS`).
   """
   from task_discovery import main as main_lib  # imported here: `--help` stays fast
-  from task_discovery import report as report_lib
   done = done or (lambda r: all(s in r for s in FINAL_SECTIONS[config.job]))
   report = finished(workdir)
   if reuse and report is not None and done(report):
@@ -246,8 +234,6 @@ def run_job(config, workdir: str, *, reuse: bool = True,
                        + "\nUse another --out directory, or delete that workdir to rerun it.")
     logging.info("reusing the finished %s run in %s", config.job, workdir)
     return report
-  os.makedirs(workdir, exist_ok=True)
-  report_lib.write_config(workdir, config)
   logging.info("running job=%s in %s", config.job, workdir)
   t0 = time.perf_counter()
   main_lib.run_job(config, workdir)

@@ -42,15 +42,24 @@ def run_job(config, workdir: str):
   raise ValueError(f"unknown job {config.job!r}")  # validate() already rejects it
 
 
+def _not_orbax_info(record) -> bool:
+  return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
+
+
+def setup_logging() -> None:
+  """INFO progress on the console; orbax logs every internal step at INFO, so those are dropped."""
+  logging.set_verbosity(logging.INFO)
+  absl_logger = logging.get_absl_logger()
+  if _not_orbax_info not in absl_logger.filters:  # idempotent: scripts may call it repeatedly
+    absl_logger.addFilter(_not_orbax_info)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _CONFIG.value is None or _WORKDIR.value is None:
     raise app.UsageError("both --config=configs/NAME.py and --workdir=DIR are required")
-  logging.set_verbosity(logging.INFO)
-  # Orbax logs every internal step at INFO; keep the console for this library's progress.
-  logging.get_absl_logger().addFilter(
-      lambda record: record.levelno >= std_logging.WARNING or "orbax" not in record.pathname)
+  setup_logging()
   config_lib.validate(_CONFIG.value)
   # Before anything touches the devices: multi-host runs start the distributed runtime here.
   sharding.initialize_distributed(_CONFIG.value)
