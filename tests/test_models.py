@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+import numerics
 from task_discovery import models
 
 # Small variants of every family, so that each test compiles in a second or two.
@@ -161,7 +162,7 @@ def test_conv2d_impls_agree(kernel_size, strides, size, use_bias):
     assert y.shape == (2, expected_size, expected_size, 4)
     loss = lambda p, x, f=f: jnp.sum(jnp.sin(f(p, x)))
     results.append((y, jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)))
-  _tree_allclose(results[0], results[1], rtol=1e-5, atol=1e-6)
+  numerics.assert_close_to_scale(results[0], results[1], rtol=1e-5)
 
 
 def _impl_grads(module_for_impl, x):
@@ -183,13 +184,13 @@ def _impl_grads(module_for_impl, x):
 def test_resnet_block_conv_impls_agree(strides, features):
   x = _normal(2, (4, 6, 6, 4))
   xla, im2col = _impl_grads(lambda impl: models.BasicBlock(features, strides, impl), x)
-  _tree_allclose(xla, im2col, rtol=1e-5, atol=1e-5)
+  numerics.assert_close_to_scale(xla, im2col, rtol=1e-5)
 
 
 def test_cnn_conv_impls_agree():
   x = _normal(2, (4, 9, 9, 2))
   xla, im2col = _impl_grads(lambda impl: models.CNN((4, 6, 8), impl), x)
-  _tree_allclose(xla, im2col, rtol=1e-5, atol=1e-5)
+  numerics.assert_close_to_scale(xla, im2col, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name,num_convs", [("cnn", 2), ("resnet18", 20)])
@@ -209,7 +210,7 @@ def test_vmapped_apply_equals_loop():
   vmapped = jax.jit(jax.vmap(lambda v: _train_and_eval(model, v, x)))(stacked)
   for i in range(3):
     looped = _train_and_eval(model, jax.tree.map(lambda a: a[i], stacked), x)
-    _tree_allclose(jax.tree.map(lambda a: a[i], vmapped), looped, rtol=1e-5, atol=1e-6)
+    numerics.assert_close_to_scale(jax.tree.map(lambda a: a[i], vmapped), looped, rtol=1e-5)
   # Learners are independent: differently initialised ones give different outputs.
   assert not np.allclose(vmapped[0][0][0], vmapped[0][0][1])
 
