@@ -80,6 +80,18 @@ def base() -> ml_collections.ConfigDict:
       heldout_batch_size=512,          # images on which the learners' agreement is measured
       resample_heldout=False,          # False: always the first images of the held-out part
       remat=True,                      # jax.checkpoint each inner step (memory for recompute)
+      # How SGD learners keep their input layer: 'weights' (the kernel), 'samples' (the Gram
+      # matrix of the unroll's inputs and the per-step deltas: same SGD, a fraction of the
+      # FLOPs while T * batch per learner is below the input size; MLP learners and sgd only),
+      # 'auto' (samples where that holds). See inner_loop.py.
+      learner_updates="auto",
+      # > 0: also checkpoint blocks of this many steps (nested remat): memory ~ T/K + K learner
+      # carries instead of T, for one more forward of the unroll (benchmarks/README.md).
+      remat_block=0,
+      # Task-network forwards over the T inner batches: 'batched' (one call for all T batches,
+      # activations kept: MLP encoders), 'per_step' (a checkpointed scan, one batch of
+      # activations at a time: conv encoders), 'auto' (batched for 'mlp', else per_step).
+      encoder_mode="auto",
   ))
 
   # Outer loop: meta-training of the task network.
@@ -191,6 +203,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _check(c.inner.data_mode == "full" or c.inner.batch_size % c.inner.num_learners == 0,
          "inner.batch_size", "must be divisible by inner.num_learners when data_mode='meta'")
   _check(c.inner.learning_rate > 0, "inner.learning_rate", "must be > 0")
+  _check(c.inner.learner_updates in ("auto", "weights", "samples"), "inner.learner_updates",
+         "must be 'auto', 'weights' or 'samples'")
+  _check(c.inner.remat_block >= 0, "inner.remat_block", "must be >= 0 (0 = off)")
+  _check(c.inner.encoder_mode in ("auto", "batched", "per_step"), "inner.encoder_mode",
+         "must be 'auto', 'batched' or 'per_step'")
   _check(c.inner.optimizer != "adam" or c.inner.eps_root > 0, "inner.eps_root",
          "must be > 0 for optimizer='adam', or the meta-gradient is not finite")
   _check(c.meta.meta_batch_size >= 1, "meta.meta_batch_size", "must be >= 1")

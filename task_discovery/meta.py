@@ -22,14 +22,13 @@ import numpy as np
 import optax
 
 from task_discovery import agreement
+from task_discovery import inner_loop
 from task_discovery import models
 from task_discovery import optimizers
 from task_discovery import task_network
 
 
-def soft_cross_entropy(target_probs: jax.Array, logits: jax.Array) -> jax.Array:
-  """`mean_x CE(target_probs -> log_softmax(logits))`, over all leading axes but the last."""
-  return -jnp.sum(target_probs * jax.nn.log_softmax(logits, axis=-1), axis=-1).mean(axis=-1)
+soft_cross_entropy = inner_loop.soft_cross_entropy
 
 
 def symmetric_agreement_loss(logits: jax.Array) -> jax.Array:
@@ -57,12 +56,55 @@ def inner_batch_indices(key: jax.Array, train_idx: jax.Array, num_steps: int,
   return train_idx[positions]
 
 
+def _flatten_learners(tree, num_tasks: int, num_learners: int):
+  """`[M, L, ...]` leaves -> `[M * L, ...]`: the learners of all tasks on ONE vmapped axis.
+
+  Why: vmapping the learner step twice (over tasks, then over learners) makes XLA:CPU carry
+  extra transposes and copies of the stacked kernels through the unrolled scan; one flat axis
+  halves the time per inner step of the MLP workload (benchmarks/README.md).
+  """
+  return jax.tree.map(lambda a: a.reshape((num_tasks * num_learners,) + a.shape[2:]), tree)
+
+
+def _running_stats_after(initial, step_updates):
+  """Running statistics after T BatchNorm updates, from per-step updates made from zero.
+
+  `step_updates` leaves are `[T, ...]`: `(1 - momentum) * batch_stat_t`, which is what a model
+  applied with zero running statistics returns. The running average is then the recurrence
+  `r_t = momentum * r_{t-1} + update_t`, the same arithmetic as T sequential applications.
+  """
+  def fold(r, u):
+    return jax.tree.map(lambda a, b: models.BATCH_NORM_MOMENTUM * a + b, r, u), None
+  return jax.lax.scan(fold, initial, step_updates)[0]
+
+
+def resolve_encoder_mode(mode: str, encoder_name: str) -> str:
+  """`'auto'` -> `'batched'` for an MLP encoder, `'per_step'` otherwise.
+
+  `'batched'` runs the encoder once over all T inner batches (one big matmul per layer, nothing
+  recomputed) and keeps its activations for all T steps: a few MB per step for the MLP, about
+  3 GB per step for ResNet-18 at batch 512. `'per_step'` scans the T batches with
+  `jax.checkpoint`, keeping only the embeddings and recomputing the forward in the backward pass.
+  """
+  if mode == "auto":
+    return "batched" if encoder_name == "mlp" else "per_step"
+  if mode not in ("batched", "per_step"):
+    raise ValueError(f"inner.encoder_mode={mode!r} is not one of 'auto', 'batched', 'per_step'")
+  return mode
+
+
 def make_meta_loss(encoder: models.Model, learner: models.Model, config) -> Callable:
   """Builds the meta-objective for `config` (sections `task`, `inner`, `meta`).
 
+  The task network does not change during the unroll, so its soft labels for all T inner
+  batches are computed before the learners' scan (`inner.encoder_mode`), and the scan carries
+  only the learners' state (`inner_loop`). The learners' BatchNorm running statistics are not
+  carried: the learners stay in training mode on the held-out batch (as the original), so
+  nothing reads them.
+
   Returns:
-    `meta_loss(theta, encoder_batch_stats, learner_vars, directions, images, batch_idx,
-    heldout_x) -> (J, (metrics, new_encoder_batch_stats))` where
+    `meta_loss(theta, encoder_batch_stats, learner_vars, directions, directions_all, images,
+    batch_idx, heldout_x) -> (J, (metrics, new_encoder_batch_stats))` where
     `learner_vars` has leading axes `[M, L]`, `directions` is `[M, d]`, `batch_idx` is
     `[T, B]` and `heldout_x` is `[B_h, H, W, C]`. J = mean AS loss over the M tasks plus the
     diversity term.
@@ -73,23 +115,8 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config) -> Call
       eps_root=inner.eps_root)
   num_learners = inner.num_learners
   truncation = config.meta.truncation_length if config.meta.estimator == "truncated" else None
-
-  def learner_loss(params, batch_stats, x, target_probs):
-    logits, new_batch_stats = learner.apply(
-        {"params": params, "batch_stats": batch_stats}, x, True)
-    return soft_cross_entropy(target_probs, logits), new_batch_stats
-
-  def learner_step(params, batch_stats, opt_state, x, target_probs):
-    (loss, batch_stats), grads = jax.value_and_grad(learner_loss, has_aux=True)(
-        params, batch_stats, x, target_probs)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), batch_stats, opt_state, loss
-
-  if inner.data_mode == "meta":  # learner l trains on its own slice of the batch
-    over_learners = jax.vmap(learner_step, in_axes=(0, 0, 0, 0, 0))
-  else:  # every learner sees the whole batch
-    over_learners = jax.vmap(learner_step, in_axes=(0, 0, 0, None, None))
-  over_tasks = jax.vmap(over_learners, in_axes=(0, 0, 0, None, 0))
+  encoder_mode = resolve_encoder_mode(inner.get("encoder_mode", "auto"), task.encoder.name)
+  remat_block = int(inner.get("remat_block", 0))
 
   def diversity(h, directions_all):
     if task.diversity == "uniformity":
@@ -98,55 +125,80 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config) -> Call
       return task_network.mutual_information_loss(h, directions_all, task.temperature)
     return jnp.zeros((), h.dtype)
 
-  def make_step(theta, images, directions, directions_all):
-    def step(carry, idx):
-      params, batch_stats, opt_state, enc_stats = carry
-      x = images[idx]
-      h, enc_stats = encoder.apply({"params": theta, "batch_stats": enc_stats}, x, True)
-      probs = jax.nn.softmax(task_network.task_logits(h, directions, task.temperature), -1)
-      if inner.data_mode == "meta":
-        x = x.reshape((num_learners, -1) + x.shape[1:])  # [L, B/L, ...]
-        probs = probs.reshape(probs.shape[0], num_learners, -1, probs.shape[-1])
-      params, batch_stats, opt_state, loss = over_tasks(params, batch_stats, opt_state, x, probs)
-      balance = jnp.mean(probs[..., 1] > 0.5, axis=tuple(range(1, probs.ndim - 1)))
-      out = {"diversity": diversity(h, directions_all), "inner_loss": loss.mean(axis=-1),
-             "label_balance": balance}
-      return (params, batch_stats, opt_state, enc_stats), out
-    return jax.checkpoint(step) if inner.remat else step
+  def encode(theta, enc_stats, images, batch_idx):
+    """Embeddings `[T, B, d]` of every inner batch and the encoder's new running stats."""
+    if encoder_mode == "batched":
+      zeros = jax.tree.map(jnp.zeros_like, enc_stats)
+      apply = lambda x: encoder.apply({"params": theta, "batch_stats": zeros}, x, True)
+      h, updates = jax.vmap(apply)(images[batch_idx])  # statistics per inner batch
+      return h, _running_stats_after(enc_stats, updates)
+
+    def one(stats, idx):
+      h, stats = encoder.apply({"params": theta, "batch_stats": stats}, images[idx], True)
+      return stats, h
+    stats, h = jax.lax.scan(jax.checkpoint(one), enc_stats, batch_idx)
+    return h, stats
+
+  def learners(learner_vars, images, batch_idx, heldout_x, num_tasks) -> inner_loop.Unroll:
+    flat = _flatten_learners(learner_vars, num_tasks, num_learners)
+    kwargs = dict(num_tasks=num_tasks, num_learners=num_learners, data_mode=inner.data_mode)
+    if inner_loop.use_sample_space(learner, inner, int(np.prod(images.shape[1:]))):
+      return inner_loop.sample_space(learner, inner.learning_rate, flat["params"],
+                                     flat.get("batch_stats", {}), images, batch_idx, heldout_x,
+                                     **kwargs)
+    return inner_loop.weight_space(learner, optimizer, flat["params"],
+                                   flat.get("batch_stats", {}), images, heldout_x, **kwargs)
 
   def meta_loss(theta, encoder_batch_stats, learner_vars, directions, directions_all, images,
                 batch_idx, heldout_x):
-    params, batch_stats = learner_vars["params"], learner_vars.get("batch_stats", {})
-    opt_state = jax.vmap(jax.vmap(optimizer.init))(params)
-    carry = (params, batch_stats, opt_state, encoder_batch_stats)
-    if truncation is not None and truncation < batch_idx.shape[0]:
-      # Truncated backprop: the first T-K steps run without gradient (nothing is stored for
-      # them); the meta-gradient flows through the last K steps only.
-      frozen = jax.lax.stop_gradient(theta)
-      head = make_step(frozen, images, directions, directions_all)
-      carry, out_head = jax.lax.scan(head, carry, batch_idx[:-truncation])
-      carry = jax.lax.stop_gradient(carry)
-      tail = make_step(theta, images, directions, directions_all)
-      carry, out_tail = jax.lax.scan(tail, carry, batch_idx[-truncation:])
-      out = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out_head, out_tail)
+    num_tasks, num_steps = directions.shape[0], batch_idx.shape[0]
+    truncated = truncation is not None and truncation < num_steps
+    if truncated:
+      # Truncated backprop: the first T-K steps see a constant task network and run without
+      # gradient (nothing is stored for them); the meta-gradient flows through the last K.
+      h_head, encoder_batch_stats = encode(jax.lax.stop_gradient(theta), encoder_batch_stats,
+                                           images, batch_idx[:-truncation])
+      h_tail, encoder_batch_stats = encode(theta, encoder_batch_stats, images,
+                                           batch_idx[-truncation:])
+      h = jnp.concatenate([jax.lax.stop_gradient(h_head), h_tail])
     else:
-      step = make_step(theta, images, directions, directions_all)
-      carry, out = jax.lax.scan(step, carry, batch_idx)
-    params, batch_stats, _, encoder_batch_stats = carry
+      h, encoder_batch_stats = encode(theta, encoder_batch_stats, images, batch_idx)
+    probs = jax.nn.softmax(jax.vmap(lambda e: task_network.task_logits(
+        e, directions, task.temperature))(h), -1)  # [T, M, B, C]
+    # Each learner's soft labels: [T, K, b, C] ('meta': its slice of the batch; 'full': all).
+    if inner.data_mode == "meta":
+      learner_probs = probs.reshape(num_steps, num_tasks * num_learners, -1, probs.shape[-1])
+    else:
+      learner_probs = jnp.repeat(probs, num_learners, axis=1)
+    unroll = learners(learner_vars, images, batch_idx, heldout_x, num_tasks)
+    xs = (jnp.arange(num_steps), batch_idx, learner_probs)
+    scan = lambda carry, xs: inner_loop.scan_steps(unroll.step, carry, xs, remat=inner.remat,
+                                                   remat_block=remat_block)
+    if truncated:
+      split = num_steps - truncation
+      head = jax.tree.map(lambda a: a[:split], xs)
+      carry, loss_head = scan(unroll.carry, jax.lax.stop_gradient(head))
+      carry, loss_tail = scan(jax.lax.stop_gradient(carry),
+                              jax.tree.map(lambda a: a[split:], xs))
+      inner_loss = jnp.concatenate([loss_head, loss_tail])
+    else:
+      carry, inner_loss = scan(unroll.carry, xs)  # inner_loss [T, K]
+    inner_loss = inner_loss.reshape(num_steps, num_tasks, num_learners).mean(axis=-1)  # [T, M]
     # Learners stay in training mode (batch statistics) on the held-out batch, as the original.
-    apply_one = lambda p, s: learner.apply({"params": p, "batch_stats": s}, heldout_x, True)[0]
-    logits = jax.vmap(jax.vmap(apply_one))(params, batch_stats)  # [M, L, B_h, C]
+    logits = unroll.heldout_logits(carry)  # [K, B_h, C]
+    logits = logits.reshape((num_tasks, num_learners) + logits.shape[1:])  # [M, L, B_h, C]
     as_loss = symmetric_agreement_loss(logits)  # [M]
-    diversity_value = out["diversity"].mean()
+    diversity_value = jax.vmap(diversity, in_axes=(0, None))(h, directions_all).mean()
     loss = as_loss.mean() + task.diversity_coef * diversity_value
+    balance = jnp.mean(probs[..., 1] > 0.5, axis=(0, 2))  # [M] fraction of label 1
     metrics = {
         "loss": loss,
         "as_loss": as_loss,
         "meta_as": agreement.pairwise_agreement(jnp.argmax(logits, -1)),  # [M] hard agreement
         "diversity": diversity_value,
-        "inner_loss_first": out["inner_loss"][0],  # [M]
-        "inner_loss_last": out["inner_loss"][-1],  # [M]
-        "label_balance": out["label_balance"].mean(axis=0),  # [M] fraction of label 1
+        "inner_loss_first": inner_loss[0],  # [M]
+        "inner_loss_last": inner_loss[-1],  # [M]
+        "label_balance": balance,
     }
     return loss, (metrics, encoder_batch_stats)
 

@@ -22,6 +22,7 @@ Conventions other modules can rely on:
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -32,6 +33,23 @@ import jax.numpy as jnp
 _NAMES = ("mlp", "cnn", "resnet18", "vit")
 _CONV_IMPLS = ("auto", "xla", "im2col")
 _VIT_NORMS = ("batch", "layer")
+# Weight of the old running average in every BatchNorm update: r <- m * r + (1 - m) * batch stat.
+BATCH_NORM_MOMENTUM = 0.9
+
+
+class InputLayer(NamedTuple):
+  """A network whose input enters through one dense layer: `z = flatten(x) @ kernel`.
+
+  Learners trained by SGD keep this layer's weights as `kernel_0 - lr * sum_s x_s^T delta_s`,
+  so `meta` can train them in sample space (see `meta.py`) without touching the kernel.
+
+  Attributes:
+    kernel_path: keys of the `[in_features, out_features]` kernel in `variables['params']`.
+    apply_rest: ``(variables, z, train) -> (outputs, new_batch_stats)``: the network given
+      ``z = flatten(x) @ kernel`` (before the bias); `variables['params']` may lack the kernel.
+  """
+  kernel_path: tuple[str, ...]
+  apply_rest: Callable[[dict, jax.Array, bool], tuple[jax.Array, dict]]
 
 
 class Model(NamedTuple):
@@ -44,9 +62,12 @@ class Model(NamedTuple):
       ``train=True`` BatchNorm normalises with batch statistics and ``new_batch_stats`` holds the
       updated running averages; with ``train=False`` it uses the running averages and returns
       ``variables['batch_stats']`` unchanged. ``train`` must be a Python bool.
+    input_layer: for networks whose first layer is dense on the flattened input (the MLP), how
+      to run the rest of the network from that layer's matmul; None otherwise.
   """
   init: Callable[[jax.Array], dict]
   apply: Callable[[dict, jax.Array, bool], tuple[jax.Array, dict]]
+  input_layer: InputLayer | None = None
 
 
 def resolve_conv_impl(conv_impl: str) -> str:
@@ -91,9 +112,35 @@ def _conv_kernel_init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.flo
 def _batch_norm(dtype: Any, **kwargs) -> nn.BatchNorm:
   # Statistics in ``dtype`` (float32 or float64) so running averages keep the parameters' dtype
   # and a scan carry never changes type; half precision still reduces in float32.
-  return nn.BatchNorm(momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=dtype,
+  return nn.BatchNorm(momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5, dtype=dtype, param_dtype=dtype,
                       use_fast_variance=False,
                       force_float32_reductions=jnp.dtype(dtype).itemsize < 4, **kwargs)
+
+
+def _im2col_patches(x: jax.Array, k: int, s: int, pad: int) -> jax.Array:
+  """`[B, Ho, Wo, k*k*C]` patches; static strided slices (their gradient is a pad, not a
+  scatter) concatenated in the (i, j, cin) order of the HWIO kernel's row-major reshape."""
+  batch, height, width, cin = x.shape
+  out_h = (height + 2 * pad - k) // s + 1
+  out_w = (width + 2 * pad - k) // s + 1
+  xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  cols = [jax.lax.slice(xp, (0, i, j, 0), (batch, i + s * (out_h - 1) + 1,
+                                           j + s * (out_w - 1) + 1, cin), (1, s, s, 1))
+          for i in range(k) for j in range(k)]
+  return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+
+
+@functools.partial(jax.checkpoint, static_argnums=(2, 3))
+def _im2col_conv(x: jax.Array, kernel: jax.Array, s: int, pad: int) -> jax.Array:
+  """Convolution as one matmul over im2col patches.
+
+  Checkpointed: the backward pass rebuilds the patches from `x` (slices, no FLOPs) instead of
+  keeping them, so a layer keeps its input, not a k*k times larger copy of it (9x for 3x3).
+  Only the patches are recomputed: the matmul's output is not needed by its own gradient.
+  """
+  k, cout = kernel.shape[0], kernel.shape[-1]
+  patches = _im2col_patches(x, k, s, pad)
+  return jnp.dot(patches, kernel.reshape(-1, cout))  # [B, Ho, Wo, cout]
 
 
 class Conv2D(nn.Module):
@@ -126,17 +173,7 @@ class Conv2D(nn.Module):
                                        padding=((pad, pad), (pad, pad)),
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
     elif self.impl == "im2col":
-      batch, height, width, _ = x.shape
-      out_h = (height + 2 * pad - k) // s + 1
-      out_w = (width + 2 * pad - k) // s + 1
-      xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-      # Static strided slices (their gradient is a pad, not a scatter); the (i, j, cin) order of
-      # the concatenation matches the row-major reshape of the HWIO kernel.
-      cols = [jax.lax.slice(xp, (0, i, j, 0), (batch, i + s * (out_h - 1) + 1,
-                                               j + s * (out_w - 1) + 1, cin), (1, s, s, 1))
-              for i in range(k) for j in range(k)]
-      patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
-      y = jnp.dot(patches, kernel.reshape(k * k * cin, self.features))  # [B, Ho, Wo, cout]
+      y = _im2col_conv(x, kernel, s, pad)
     else:
       raise ValueError(f"Conv2D impl={self.impl!r} is not one of ('xla', 'im2col').")
     if self.use_bias:
@@ -144,16 +181,38 @@ class Conv2D(nn.Module):
     return y
 
 
+class _InputDense(nn.Module):
+  """``nn.Dense`` (same parameters and initialisation) that can take its matmul ``z`` as given."""
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array | None, z: jax.Array | None = None) -> jax.Array:
+    if z is None:
+      kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                          (x.shape[-1], self.features), self.dtype)
+      z = jnp.dot(x.astype(self.dtype), kernel)
+    return z + self.param("bias", nn.initializers.zeros, (self.features,), self.dtype)
+
+
 class MLP(nn.Module):
-  """Flatten -> [Dense -> ReLU (-> BatchNorm except after the last hidden layer)]."""
+  """Flatten -> [Dense -> ReLU (-> BatchNorm except after the last hidden layer)].
+
+  ``z``, if given, replaces the first layer's matmul ``flatten(x) @ kernel`` (`InputLayer`).
+  """
   widths: Sequence[int]
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = x.reshape(x.shape[0], -1)
+  def __call__(self, x: jax.Array | None, train: bool, z: jax.Array | None = None) -> jax.Array:
+    if x is not None:
+      x = x.reshape(x.shape[0], -1)
     for i, width in enumerate(self.widths):
-      x = nn.relu(nn.Dense(width, dtype=self.dtype, param_dtype=self.dtype)(x))
+      if i == 0:
+        x = _InputDense(width, dtype=self.dtype, name="Dense_0")(x, z)
+      else:
+        x = nn.Dense(width, dtype=self.dtype, param_dtype=self.dtype, name=f"Dense_{i}")(x)
+      x = nn.relu(x)
       if i < len(self.widths) - 1:
         x = _batch_norm(self.dtype)(x, use_running_average=not train)
     return x
@@ -257,8 +316,9 @@ class _Classifier(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    features = self.backbone(x.astype(self.dtype), train)
+  def __call__(self, x: jax.Array | None, train: bool, **backbone_kwargs) -> jax.Array:
+    x = None if x is None else x.astype(self.dtype)
+    features = self.backbone(x, train, **backbone_kwargs)
     return nn.Dense(self.num_outputs, dtype=self.dtype, param_dtype=self.dtype,
                     name="head")(features)
 
@@ -315,17 +375,26 @@ def _functional(module: nn.Module, input_shape: Sequence[int], dtype: Any) -> Mo
     variables = module.init(key, jnp.zeros((1, *input_shape), dtype), train=False)
     return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
 
-  def apply(variables: dict, x: jax.Array, train: bool) -> tuple[jax.Array, dict]:
+  def run(variables: dict, x: jax.Array | None, train: bool, **kwargs
+          ) -> tuple[jax.Array, dict]:
     batch_stats = variables.get("batch_stats", {})
     inputs = {"params": variables["params"]}
     if batch_stats:
       inputs["batch_stats"] = batch_stats
     if train and batch_stats:
-      outputs, updates = module.apply(inputs, x, train=True, mutable=["batch_stats"])
+      outputs, updates = module.apply(inputs, x, train=True, mutable=["batch_stats"], **kwargs)
       return outputs, updates["batch_stats"]
-    return module.apply(inputs, x, train=train), batch_stats
+    return module.apply(inputs, x, train=train, **kwargs), batch_stats
 
-  return Model(init=init, apply=apply)
+  def apply(variables: dict, x: jax.Array, train: bool) -> tuple[jax.Array, dict]:
+    return run(variables, x, train)
+
+  input_layer = None
+  if isinstance(getattr(module, "backbone", None), MLP):
+    input_layer = InputLayer(
+        kernel_path=("backbone", "Dense_0", "kernel"),
+        apply_rest=lambda variables, z, train: run(variables, None, train, z=z))
+  return Model(init=init, apply=apply, input_layer=input_layer)
 
 
 def make_model(config: Any, *, input_shape: Sequence[int], num_outputs: int,

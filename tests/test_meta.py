@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import numerics
 from task_discovery import config as config_lib
 from task_discovery import meta
 from task_discovery import models
@@ -57,10 +58,12 @@ def loss_fn(config, encoder, learner, args):
   return jax.jit(lambda theta: meta_loss(theta, **args))
 
 
-@pytest.mark.parametrize("data_mode", ["meta", "full"])
-def test_meta_gradient_matches_central_finite_differences(data_mode):
+@pytest.mark.parametrize("data_mode,learner_updates",
+                         [("meta", "weights"), ("meta", "samples"), ("full", "weights"),
+                          ("full", "samples")])
+def test_meta_gradient_matches_central_finite_differences(data_mode, learner_updates):
   with jax.enable_x64(True):
-    config = tiny_config(data_mode=data_mode)
+    config = tiny_config(data_mode=data_mode, learner_updates=learner_updates)
     encoder, learner, state, args = setup(config, dtype=jnp.float64)
     f = loss_fn(config, encoder, learner, args)
     theta = state["params"]
@@ -76,6 +79,59 @@ def test_meta_gradient_matches_central_finite_differences(data_mode):
                                                   jax.tree.leaves(direction)))
     assert abs(float(analytic)) > 1e-6  # the test is vacuous if the gradient vanishes
     np.testing.assert_allclose(float(analytic), float(fd), rtol=1e-6)
+
+
+def _loss_and_grad(config, seed=0, **args_override):
+  encoder, learner, state, args = setup(config, dtype=jnp.float64, seed=seed)
+  f = loss_fn(config, encoder, learner, dict(args, **args_override))
+  (loss, (metrics, stats)), grad = jax.value_and_grad(f, has_aux=True)(state["params"])
+  return loss, metrics, stats, grad
+
+
+@pytest.mark.parametrize("data_mode", ["meta", "full"])
+def test_sample_space_learners_equal_weight_space_learners(data_mode):
+  """The input layer trained through its Gram matrix is the same SGD, to float64 rounding."""
+  with jax.enable_x64(True):
+    results = [_loss_and_grad(tiny_config(data_mode=data_mode, learner_updates=mode))
+               for mode in ("weights", "samples")]
+  (loss_w, met_w, _, grad_w), (loss_s, met_s, _, grad_s) = results
+  np.testing.assert_allclose(loss_s, loss_w, rtol=1e-12)
+  for name in ("as_loss", "inner_loss_first", "inner_loss_last", "meta_as"):
+    np.testing.assert_allclose(met_s[name], met_w[name], rtol=1e-11, err_msg=name)
+  numerics.assert_close_to_scale(grad_s, grad_w, rtol=1e-10)
+
+
+def test_sample_space_is_refused_where_it_does_not_apply():
+  config = tiny_config(learner_updates="samples", optimizer="momentum")
+  encoder, learner, state, args = setup(config)
+  with pytest.raises(ValueError, match="learner_updates='samples' needs"):
+    loss_fn(config, encoder, learner, args)(state["params"])
+
+
+def test_batched_encoder_equals_per_step_encoder():
+  """All T inner batches through the encoder at once: same labels, gradient, running stats."""
+  with jax.enable_x64(True):
+    results = [_loss_and_grad(tiny_config(encoder_mode=mode))
+               for mode in ("batched", "per_step")]
+  (loss_b, _, stats_b, grad_b), (loss_p, _, stats_p, grad_p) = results
+  np.testing.assert_allclose(loss_b, loss_p, rtol=1e-12)
+  numerics.assert_close_to_scale(grad_b, grad_p, rtol=1e-10)
+  numerics.assert_close_to_scale(stats_b, stats_p, rtol=1e-12)
+  _, _, state, _ = setup(tiny_config())
+  moved = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(stats_b),
+                                                          jax.tree.leaves(state["batch_stats"])))
+  assert moved > 1e-3  # the running statistics were updated, so the comparison has teeth
+
+
+@pytest.mark.parametrize("learner_updates", ["weights", "samples"])
+def test_block_remat_equals_step_remat(learner_updates):
+  """Nested checkpointing (blocks of 2 of 5 steps, with a tail) only reorders the work."""
+  with jax.enable_x64(True):
+    results = [_loss_and_grad(tiny_config(num_steps=5, remat_block=block,
+                                          learner_updates=learner_updates))
+               for block in (0, 2)]
+  np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-12)
+  numerics.assert_close_to_scale(results[1][3], results[0][3], rtol=1e-10)
 
 
 def test_as_loss_gradient_reaches_theta_only_through_soft_labels():
@@ -128,27 +184,28 @@ def test_truncated_estimator_equals_full_backprop_at_full_length_and_differs_whe
 
 
 def test_meta_batch_vmap_equals_python_loop_over_tasks():
-  config = tiny_config()
-  encoder, learner, state, args = setup(config)
-  f = loss_fn(config, encoder, learner, args)
-  (loss, (metrics, _)), grad = jax.value_and_grad(f, has_aux=True)(state["params"])
+  # float64: an equality of math, compared far above rounding on any CPU.
+  with jax.enable_x64(True):
+    config = tiny_config()
+    encoder, learner, state, args = setup(config, dtype=jnp.float64)
+    f = loss_fn(config, encoder, learner, args)
+    (loss, (metrics, _)), grad = jax.value_and_grad(f, has_aux=True)(state["params"])
 
-  one = tiny_config()
-  one.meta.meta_batch_size = 1
-  losses, grads, as_values = [], [], []
-  for m in range(config.meta.meta_batch_size):
-    args_m = dict(args, directions=args["directions"][m:m + 1],
-                  learner_vars=jax.tree.map(lambda a: a[m:m + 1], args["learner_vars"]))
-    fm = loss_fn(one, encoder, learner, args_m)
-    (lm, (met_m, _)), gm = jax.value_and_grad(fm, has_aux=True)(state["params"])
-    losses.append(lm)
-    grads.append(gm)
-    as_values.append(met_m["as_loss"][0])
-  np.testing.assert_allclose(loss, np.mean(losses), rtol=1e-6)
-  np.testing.assert_allclose(metrics["as_loss"], as_values, rtol=1e-5)
-  mean_grad = jax.tree.map(lambda *g: sum(g) / len(g), *grads)
-  for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(mean_grad)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+    one = tiny_config()
+    one.meta.meta_batch_size = 1
+    losses, grads, as_values = [], [], []
+    for m in range(config.meta.meta_batch_size):
+      args_m = dict(args, directions=args["directions"][m:m + 1],
+                    learner_vars=jax.tree.map(lambda a: a[m:m + 1], args["learner_vars"]))
+      fm = loss_fn(one, encoder, learner, args_m)
+      (lm, (met_m, _)), gm = jax.value_and_grad(fm, has_aux=True)(state["params"])
+      losses.append(lm)
+      grads.append(gm)
+      as_values.append(met_m["as_loss"][0])
+    np.testing.assert_allclose(loss, np.mean(losses), rtol=1e-12)
+    np.testing.assert_allclose(metrics["as_loss"], as_values, rtol=1e-12)
+    mean_grad = jax.tree.map(lambda *g: sum(g) / len(g), *grads)
+    numerics.assert_close_to_scale(grad, mean_grad, rtol=1e-10)
 
 
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])
