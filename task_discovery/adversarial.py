@@ -47,6 +47,7 @@ from task_discovery import plots
 from task_discovery import report as report_lib
 from task_discovery import sharding
 from task_discovery import tasks
+from task_discovery import workdir as workdir_lib
 
 # Separate streams of randomness derived from config.seed.
 _EVAL_STREAM = 11
@@ -281,12 +282,13 @@ def save_splits(path: str, splits: Sequence[Split], parts: dict[str, np.ndarray]
     m[idx] = True
     return m
 
-  np.savez_compressed(
-      path, target=np.asarray([s.target for s in splits], np.int32),
-      discovered=np.asarray([s.discovered for s in splits], np.int32),
-      mirror=np.asarray([s.mirror for s in splits], bool),
-      adversarial_is_train=np.stack([mask(s.train_idx) for s in splits]),
-      random_is_train=np.stack([mask(s.random_train_idx) for s in splits]), **parts)
+  with workdir_lib.atomic_write(path, "wb") as f:  # a failed write keeps the previous file
+    np.savez_compressed(
+        f, target=np.asarray([s.target for s in splits], np.int32),
+        discovered=np.asarray([s.discovered for s in splits], np.int32),
+        mirror=np.asarray([s.mirror for s in splits], bool),
+        adversarial_is_train=np.stack([mask(s.train_idx) for s in splits]),
+        random_is_train=np.stack([mask(s.random_train_idx) for s in splits]), **parts)
 
 
 def load_splits(path: str) -> list[Split]:

@@ -7,6 +7,8 @@ import os
 
 import numpy as np
 
+from task_discovery import workdir as workdir_lib
+
 
 def scalars(metrics: dict) -> dict[str, float]:
   """Flattens metrics into scalars: an array `m` of size k becomes `m` (its mean) and, for
@@ -26,19 +28,26 @@ def scalars(metrics: dict) -> dict[str, float]:
 class MetricWriter:
   """Appends `{"step": s, ...}` lines to `metrics.jsonl` and writes TensorBoard scalars.
 
-  Resumed runs append to the same files; only process 0 of a multi-host run should write.
+  Resumed runs append to the same files, after dropping the records past the step they resume
+  from (`resume_step`), so each step appears once; only process 0 of a multi-host run should
+  write.
   """
 
-  def __init__(self, workdir: str, enabled: bool = True):
+  def __init__(self, workdir: str, enabled: bool = True, resume_step: int | None = None):
     self.enabled = enabled
     self._jsonl = None
     self._tb = None
     if not enabled:
       return
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    path = os.path.join(workdir, "metrics.jsonl")
+    if resume_step is not None:
+      truncate_jsonl(path, resume_step)
+    self._jsonl = open(path, "a")
     try:
       from tensorboardX import SummaryWriter
-      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      # purge_step: TensorBoard hides the earlier run's events from this step on.
+      purge = None if not resume_step else resume_step + 1
+      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=purge)
     except ImportError:  # tensorboardX is a dependency; keep JSON-lines logging regardless
       self._tb = None
 
@@ -58,6 +67,27 @@ class MetricWriter:
       self._jsonl.close()
     if self._tb is not None:
       self._tb.close()
+
+
+def truncate_jsonl(path: str, last_step: int) -> int:
+  """Rewrites `path` (atomically) without the records of steps after `last_step` and without a
+  torn last line. Returns the number of records dropped."""
+  if not os.path.exists(path):
+    return 0
+  with open(path) as f:
+    lines = f.read().splitlines()
+  kept = []
+  for line in lines:
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:  # a line cut by a kill: drop it
+      continue
+    if isinstance(record, dict) and record.get("step", 0) <= last_step:
+      kept.append(line)
+  dropped = len([l for l in lines if l.strip()]) - len(kept)
+  if dropped:
+    workdir_lib.write_text(path, "".join(l + "\n" for l in kept))
+  return dropped
 
 
 def read_jsonl(path: str) -> list[dict]:

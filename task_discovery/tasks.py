@@ -23,6 +23,8 @@ import os
 
 import numpy as np
 
+from task_discovery import workdir as workdir_lib
+
 FAMILIES = ("human", "random", "discovered", "file")
 
 
@@ -144,8 +146,10 @@ def save_task_labels(path_prefix: str, labels: np.ndarray, **extra_arrays) -> No
   The CSV has a header `image_index,task_0,task_1,...` and one row per image.
   """
   labels = np.asarray(labels, dtype=np.int32)
-  np.savez(path_prefix + ".npz", labels=labels, **extra_arrays)
-  with open(path_prefix + ".csv", "w", newline="") as f:
+  # Atomic: a failed write (a full disk) keeps the previous files and leaves no partial one.
+  with workdir_lib.atomic_write(path_prefix + ".npz", "wb") as f:
+    np.savez(f, labels=labels, **extra_arrays)
+  with workdir_lib.atomic_write(path_prefix + ".csv", "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(["image_index"] + [f"task_{i}" for i in range(labels.shape[0])])
     for i in range(labels.shape[1]):
