@@ -343,9 +343,13 @@ def _discovery_labels(workdir: str, dataset: datasets.Dataset) -> np.ndarray:
         f"{path} does not exist: run job='discover' first (python -m task_discovery.main "
         f"--config=configs/DATASET.py --workdir={workdir}) with the same data config, or use "
         "--config.adversarial.source=random_network")
-  with np.load(path) as f:
-    labels = np.asarray(f["labels"])
-    class_labels = np.asarray(f["class_labels"]) if "class_labels" in f else None
+  try:
+    with np.load(path) as f:
+      labels = np.asarray(f["labels"])
+      class_labels = np.asarray(f["class_labels"]) if "class_labels" in f else None
+  except Exception as e:  # truncated or damaged file, no 'labels' array: name the file
+    raise ValueError(f"{path} can not be read ({type(e).__name__}: {e}): rerun job='discover' "
+                     f"in {workdir} to rewrite it") from e
   same_images = labels.shape[-1] == dataset.num_images and (
       class_labels is None or np.array_equal(class_labels, dataset.labels))
   if not same_images:
