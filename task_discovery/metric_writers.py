@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 
@@ -42,12 +43,14 @@ class MetricWriter:
     path = os.path.join(workdir, "metrics.jsonl")
     if resume_step is not None:
       truncate_jsonl(path, resume_step)
+    self._path = path
+    self._tb_dir = os.path.join(workdir, "tensorboard")
     self._jsonl = open(path, "a")
     try:
       from tensorboardX import SummaryWriter
       # purge_step: TensorBoard hides the earlier run's events from this step on.
       purge = None if not resume_step else resume_step + 1
-      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=purge)
+      self._tb = SummaryWriter(self._tb_dir, purge_step=purge)
     except ImportError:  # tensorboardX is a dependency; keep JSON-lines logging regardless
       self._tb = None
 
@@ -55,17 +58,34 @@ class MetricWriter:
     values = scalars(metrics)
     if not self.enabled:
       return values
-    self._jsonl.write(json.dumps({"step": int(step), **values}) + "\n")
-    self._jsonl.flush()
+    try:
+      self._jsonl.write(json.dumps({"step": int(step), **values}) + "\n")
+      self._jsonl.flush()
+    except OSError as e:
+      raise OSError(e.errno, e.strerror, self._path) from e
     if self._tb is not None:
       for name, value in values.items():
+        self._check_tensorboard()  # a dead writer thread would block add_scalar for ever
         self._tb.add_scalar(name, value, int(step))
     return values
 
+  def _tensorboard_alive(self) -> bool:
+    worker = getattr(getattr(getattr(self._tb, "file_writer", None), "event_writer", None),
+                     "_worker", None)
+    return worker is None or worker.is_alive()
+
+  def _check_tensorboard(self):
+    if not self._tensorboard_alive():
+      raise OSError(errno.EIO, "the TensorBoard event writer stopped after a failed write (a "
+                    "full disk?)", self._tb_dir)
+
   def close(self):
     if self._jsonl is not None:
-      self._jsonl.close()
-    if self._tb is not None:
+      try:
+        self._jsonl.close()
+      except OSError as e:
+        raise OSError(e.errno, e.strerror, self._path) from e
+    if self._tb is not None and self._tensorboard_alive():
       self._tb.close()
 
 
