@@ -412,7 +412,7 @@ def load(workdir: str, step: int | None = None) -> TaskNetwork:
     why = "no such workdir" if not os.path.exists(workdir) else "no checkpoints folder"
     raise FileNotFoundError(f"no checkpoint in {directory} ({why}): run `python -m "
                             "task_discovery.main --config=... --workdir=...` first")
-  mgr = manager(workdir, create=False, read_only=True)
+  mgr = manager(workdir, create=False)
   try:
     steps = sorted(mgr.all_steps())
     if step is None:
