@@ -327,7 +327,7 @@ def restore_newest_intact(mgr: ocp.CheckpointManager, abstract_state: Any, confi
                       "damaged (%s) and was moved to %s, not deleted", step, bad_step, reason,
                       target)
     if problems:
-      sharding_sync("moved damaged checkpoints")
+      _sync_processes("moved damaged checkpoints")
       mgr.reload()
     return state, step
   if problems:
@@ -339,7 +339,7 @@ def restore_newest_intact(mgr: ocp.CheckpointManager, abstract_state: Any, confi
   return None, None
 
 
-def sharding_sync(name: str) -> None:
+def _sync_processes(name: str) -> None:
   """Barrier across processes of a multi-host run (no-op on one process)."""
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top

@@ -40,8 +40,12 @@ def read(workdir: str) -> dict:
   path = os.path.join(workdir, REPORT_NAME)
   if not os.path.exists(path):
     return {}
-  with open(path) as f:
-    return json.load(f)
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except ValueError as e:  # written atomically, so only damage from outside gets here
+    raise ValueError(f"{path} is not valid JSON ({e}): move it away (the next run starts a new "
+                     "report) or restore it") from e
 
 
 def write(workdir: str, report: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ Tiny digits runs as in test_discovery.py; a trained workdir (checkpoints at step
 made once and copied into each test that damages it.
 """
 
+import contextlib
 import errno
 import glob
 import gzip
@@ -396,6 +397,14 @@ def test_bad_csv_is_named_with_its_line(tmp_path):
     tasks.load_task_labels(path, 2)
 
 
+def test_damaged_report_is_named(tmp_path):
+  path = tmp_path / "report.json"
+  path.write_text('{"summary": ')
+  with pytest.raises(ValueError, match=r"report\.json is not valid JSON"):
+    report_lib.update(str(tmp_path), summary={})
+  assert path.read_text() == '{"summary": '
+
+
 def test_damaged_npz_is_named(tmp_path):
   path = str(tmp_path / "tasks.npz")
   tasks.save_task_labels(str(tmp_path / "tasks"), np.zeros((2, 5), np.int32))
@@ -528,4 +537,7 @@ def test_full_disk_after_training_keeps_the_previous_tasks_npz(tmp_path):
       writer = metric_writers.MetricWriter(mount_point)
       writer.write(1, {"loss": np.ones(4096)})
   finally:
+    # Free the space first: tensorboardX flushes its open event file once more at exit.
+    with contextlib.suppress(OSError):
+      os.remove(os.path.join(mount_point, "filler"))
     unmount(mount_point)
