@@ -47,6 +47,7 @@ from task_discovery import plots
 from task_discovery import report as report_lib
 from task_discovery import sharding
 from task_discovery import tasks
+from task_discovery import workdir as workdir_lib
 
 # Separate streams of randomness derived from config.seed.
 _EVAL_STREAM = 11
@@ -281,12 +282,13 @@ def save_splits(path: str, splits: Sequence[Split], parts: dict[str, np.ndarray]
     m[idx] = True
     return m
 
-  np.savez_compressed(
-      path, target=np.asarray([s.target for s in splits], np.int32),
-      discovered=np.asarray([s.discovered for s in splits], np.int32),
-      mirror=np.asarray([s.mirror for s in splits], bool),
-      adversarial_is_train=np.stack([mask(s.train_idx) for s in splits]),
-      random_is_train=np.stack([mask(s.random_train_idx) for s in splits]), **parts)
+  with workdir_lib.atomic_write(path, "wb") as f:  # a failed write keeps the previous file
+    np.savez_compressed(
+        f, target=np.asarray([s.target for s in splits], np.int32),
+        discovered=np.asarray([s.discovered for s in splits], np.int32),
+        mirror=np.asarray([s.mirror for s in splits], bool),
+        adversarial_is_train=np.stack([mask(s.train_idx) for s in splits]),
+        random_is_train=np.stack([mask(s.random_train_idx) for s in splits]), **parts)
 
 
 def load_splits(path: str) -> list[Split]:
@@ -341,9 +343,13 @@ def _discovery_labels(workdir: str, dataset: datasets.Dataset) -> np.ndarray:
         f"{path} does not exist: run job='discover' first (python -m task_discovery.main "
         f"--config=configs/DATASET.py --workdir={workdir}) with the same data config, or use "
         "--config.adversarial.source=random_network")
-  with np.load(path) as f:
-    labels = np.asarray(f["labels"])
-    class_labels = np.asarray(f["class_labels"]) if "class_labels" in f else None
+  try:
+    with np.load(path) as f:
+      labels = np.asarray(f["labels"])
+      class_labels = np.asarray(f["class_labels"]) if "class_labels" in f else None
+  except Exception as e:  # truncated or damaged file, no 'labels' array: name the file
+    raise ValueError(f"{path} can not be read ({type(e).__name__}: {e}): rerun job='discover' "
+                     f"in {workdir} to rewrite it") from e
   same_images = labels.shape[-1] == dataset.num_images and (
       class_labels is None or np.array_equal(class_labels, dataset.labels))
   if not same_images:

@@ -8,6 +8,7 @@ code where they are used, never here, so a command-line override can not leave t
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 
 import ml_collections
@@ -179,6 +180,33 @@ def load_config_file(path: str, arg: str = "") -> ml_collections.ConfigDict:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg)
+
+
+def _tuples(value):
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def load_config_json(path: str) -> ml_collections.ConfigDict:
+  """A config saved as JSON (a workdir's `config.json`), read as data: nothing is executed.
+
+  JSON lists become tuples, as in `base()`. Fields of `base()` that the file lacks (added to the
+  library after it was written) keep their defaults.
+  """
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"config JSON {path!r} does not exist")
+  try:
+    with open(path) as f:
+      values = json.load(f)
+  except ValueError as e:
+    raise ValueError(f"config JSON {path!r} is not valid JSON: {e}") from e
+  if not isinstance(values, dict):
+    raise ValueError(f"config JSON {path!r} holds a {type(values).__name__}, not an object")
+  config = base()
+  with config.unlocked():
+    config.update(_tuples(values))
+  return config
 
 
 def _check(ok: bool, field: str, message: str) -> None:

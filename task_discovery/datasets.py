@@ -25,6 +25,7 @@ import gzip
 import math
 import os
 import struct
+import zlib
 
 import numpy as np
 
@@ -116,8 +117,12 @@ def read_idx(path) -> np.ndarray:
   """
   with open(path, 'rb') as f:
     is_gzip = f.read(2) == b'\x1f\x8b'
-  with (gzip.open if is_gzip else open)(path, 'rb') as f:
-    data = f.read()
+  try:
+    with (gzip.open if is_gzip else open)(path, 'rb') as f:
+      data = f.read()
+  except (EOFError, OSError, zlib.error) as e:  # truncated or damaged gzip
+    raise ValueError(f'{path} can not be read ({type(e).__name__}: {e}): the file is truncated '
+                     'or damaged; download or install it again.') from e
   if len(data) < 4 or data[:2] != b'\0\0' or data[2] not in _IDX_DTYPES:
     raise ValueError(f'{path} is not an IDX file: bad magic number 0x{data[:4].hex()} (expected '
                      f'0x0000TTDD, TT a type code in {sorted(_IDX_DTYPES)}, DD the rank).')

@@ -21,6 +21,7 @@ from absl import logging
 from task_discovery import checkpoints
 from task_discovery import datasets
 from task_discovery import evaluation
+from task_discovery import inputs
 from task_discovery import meta
 from task_discovery import metric_writers
 from task_discovery import models
@@ -51,14 +52,24 @@ def device_data(dataset: datasets.Dataset) -> dict:
           "heldout_idx": jnp.asarray(dataset.heldout_idx, jnp.int32)}
 
 
-def _check_finite(step: int, values: dict[str, float], workdir: str, last_saved) -> None:
+def _check_finite(step: int, values: dict[str, float], workdir: str, last_saved,
+                  restored_step=None) -> None:
   bad = {k: v for k, v in values.items() if not np.isfinite(v)}
-  if bad:
-    kept = (f"the last good checkpoint (step {last_saved}) is kept in {workdir}"
-            if last_saved is not None else "no checkpoint had been written yet")
+  if not bad:
+    return
+  kept = (f"the last checkpoint (step {last_saved}) is kept in {workdir}"
+          if last_saved is not None else "no checkpoint had been written yet")
+  if restored_step is not None and step == restored_step:
     raise NonFiniteLossError(
-        f"non-finite values at meta-step {step}: {bad}; {kept}. Lower inner.learning_rate or "
-        "meta.learning_rate (for optimizer='adam' keep inner.eps_root > 0), then resume.")
+        f"non-finite values at meta-step {step}, the first step after restoring checkpoint step "
+        f"{restored_step}: {bad}; {kept}. The restored checkpoint may be corrupt (damaged before "
+        "its checksums were written, or written by other code): resume from an earlier step by "
+        f"moving that step's folder out of {os.path.join(workdir, checkpoints.CHECKPOINT_DIR)}, "
+        "or use a new --workdir. If the checkpoint is sound, lower inner.learning_rate or "
+        "meta.learning_rate in a new --workdir.")
+  raise NonFiniteLossError(
+      f"non-finite values at meta-step {step}: {bad}; {kept}. Lower inner.learning_rate or "
+      "meta.learning_rate (for optimizer='adam' keep inner.eps_root > 0), then resume.")
 
 
 def jit_meta_step(encoder: models.Model, learner: models.Model, config, mesh):
@@ -86,16 +97,18 @@ def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
   replicated = sharding.replicated(mesh)
   encoder, learner = build_models(config, dataset)
   key = jax.random.PRNGKey(config.seed)
+  inputs.check_batch_sizes(config, num_train=len(dataset.train_idx),
+                           num_heldout=len(dataset.heldout_idx))
+  main_process = sharding.is_main_process()
   mgr = checkpoints.manager(workdir, max_to_keep=config.checkpoint.max_to_keep)
   payload = checkpoints.make_meta(config, dataset)
   abstract = jax.eval_shape(lambda k: meta.init_state(encoder, learner, config, k), key)
   abstract = jax.tree.map(
       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), abstract)
-  latest = mgr.latest_step()
+  state, latest = checkpoints.restore_newest_intact(mgr, abstract, config, workdir,
+                                                    main_process=main_process)
   if latest is not None:
-    checkpoints.check_compatible(checkpoints.read_meta(mgr, latest)["config"], config, workdir)
-    state, _ = checkpoints.restore(mgr, latest, abstract)
-    logging.info("resumed from checkpoint step %d in %s", latest, workdir)
+    logging.info("resumed from checkpoint step %d in %s (checksums verified)", latest, workdir)
   else:
     state = sharding.put_replicated(meta.init_state(encoder, learner, config, key), mesh)
   start = int(state["step"])
@@ -107,19 +120,23 @@ def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
                config.task.num_tasks, config.meta.meta_batch_size, mesh.size)
   meta_step = jit_meta_step(encoder, learner, config, mesh)
   data = sharding.put_replicated(device_data(dataset), mesh)
-  main_process = sharding.is_main_process()
-  writer = metric_writers.MetricWriter(workdir, enabled=main_process)
+  # Records after the restored step were made by the interrupted run: drop them.
+  writer = metric_writers.MetricWriter(workdir, enabled=main_process, resume_step=start)
   bar = progress_lib.Progress(num_steps, "meta-step", start=start)
   last_saved = latest
+  pending = None  # step of a checkpoint save that may still be in flight
   window = []
   t_window = time.perf_counter()
+  finished = False
   try:
     for step in range(start, num_steps):
       state, metrics = meta_step(state, data)
       # A host sync per step: the step that went wrong is reported exactly, and the cost is
       # small next to a meta-step (T unrolled learner steps and their backward pass).
       values = {"loss": float(metrics["loss"]), "grad_norm": float(metrics["grad_norm"])}
-      _check_finite(step, values, workdir, last_saved)
+      # A save that failed in the background stops training here, not at the next save.
+      pending = checkpoints.check_pending_save(mgr, pending)
+      _check_finite(step, values, workdir, last_saved, restored_step=latest)
       window.append(metrics)
       done = step + 1
       if done % config.meta.log_every == 0 or done == num_steps:
@@ -132,10 +149,16 @@ def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
                            f"{config.task.diversity} {scalars['diversity']:.3f}")
         window, t_window = [], time.perf_counter()
       if done % config.checkpoint.every_steps == 0 or done == num_steps:
-        checkpoints.save(mgr, done, state, payload)  # every process takes part
-        last_saved = done
+        checkpoints.save(mgr, done, state, payload, pending=pending)  # every process takes part
+        pending, last_saved = done, done
+    checkpoints.check_pending_save(mgr, pending, wait=True)
+    finished = True
   finally:
-    mgr.wait_until_finished()
+    if not finished:  # an error is on its way: do not let a second one from orbax replace it
+      try:
+        mgr.wait_until_finished()
+      except Exception as e:  # pylint: disable=broad-except
+        logging.error("a checkpoint save failed as well: %s", e)
     mgr.close()
     writer.close()
   if start >= num_steps:

@@ -12,6 +12,7 @@ from absl import logging
 
 from task_discovery import agreement
 from task_discovery import datasets
+from task_discovery import inputs
 from task_discovery import models
 from task_discovery import plots
 from task_discovery import report as report_lib
@@ -110,6 +111,8 @@ def write_family_outputs(workdir: str, dataset: datasets.Dataset, sections: dict
 def run(config, workdir: str) -> dict:
   """`job='agreement'`: AS of human- and random-labelled tasks (and of a labels file, if given)."""
   dataset = datasets.load_dataset(config.data)
+  inputs.check_batch_sizes(config, num_train=len(dataset.train_idx),
+                           num_heldout=len(dataset.heldout_idx))
   families = family_tasks(config, dataset)
   labels_file = config.eval.get("labels_file", "")
   if labels_file:

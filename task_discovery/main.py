@@ -1,13 +1,17 @@
 """Command line: `python -m task_discovery.main --config=configs/digits.py --workdir=DIR`.
 
 Override any field with `--config.section.field=value`, e.g. `--config.job=agreement`.
-This module only parses flags; every job is an importable function of (config, workdir).
+`--config_json=WORKDIR/config.json` starts from a saved config instead of a config file (read as
+data, never executed; overrides apply on top). `--break_lock` removes a lock left in the workdir
+by a run that no longer exists. This module only parses flags; every job is an importable
+function of (config, workdir).
 """
 
 from __future__ import annotations
 
 import logging as std_logging
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -15,21 +19,68 @@ from absl import logging
 from ml_collections import config_flags
 
 from task_discovery import config as config_lib
+from task_discovery import inputs
 from task_discovery import report
 from task_discovery import sharding
+from task_discovery import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file, e.g. configs/digits.py (optionally file.py:arg).",
     lock_config=True)
+_CONFIG_JSON = flags.DEFINE_string(
+    "config_json", None, "Path to a saved config.json (e.g. WORKDIR/config.json), read as data; "
+    "instead of --config. Overrides --config.FIELD=VALUE apply on top.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and reports.")
+_BREAK_LOCK = flags.DEFINE_bool(
+    "break_lock", False, "Remove the workdir's lock if its holder is a dead process of this host "
+    "(or a process of another host) before starting.")
+
+_JSON_CONFIG_MODULE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "json_config.py")
 
 
-def run_job(config, workdir: str):
-  """Validates the config, writes it to `workdir/config.json` and runs `config.job` there."""
+def expand_config_json(argv: list[str]) -> list[str]:
+  """Rewrites `--config_json=PATH` as `--config=<json_config.py>:PATH` (same position), so that
+  `--config.FIELD=VALUE` overrides after it apply to the saved config."""
+  out, found = [], False
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config_json=") or arg == "--config_json":
+      path = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+      if any(a == "--config" or a.startswith("--config=") for a in argv):
+        raise app.UsageError("give either --config=FILE or --config_json=JSON, not both")
+      out += [arg, f"--config={_JSON_CONFIG_MODULE}:{path}"]
+      found = True
+    else:
+      out.append(arg)
+  if found and ":" in _JSON_CONFIG_MODULE:
+    raise app.UsageError(f"--config_json can not be used from {_JSON_CONFIG_MODULE} (a ':' in "
+                         "the path); use --config=FILE")
+  return out
+
+
+def run_job(config, workdir: str, *, break_lock: bool = False):
+  """Runs `config.job` in `workdir`, holding the workdir's lock.
+
+  Before anything is written: the config is validated, options the job would ignore are
+  reported, and the config is checked against the workdir's `config.json` if there is one (a
+  resumed run must match it in every field that changes results). Only then is `config.json`
+  written.
+
+  Raises:
+    workdir.WorkdirLockedError: another run holds the workdir.
+    workdir.ConfigMismatchError: the workdir was made with another configuration.
+  """
   config_lib.validate(config)
-  os.makedirs(workdir, exist_ok=True)
-  if sharding.is_main_process():
-    report.write_config(workdir, config)
+  inputs.check_options(config)
+  workdir = workdir_lib.prepare(workdir)
+  main_process = sharding.is_main_process()
+  with workdir_lib.locked(workdir, break_lock=break_lock, enabled=main_process):
+    if main_process:
+      report.check_config(workdir, config)
+      report.write_config(workdir, config)
+    return _run(config, workdir)
+
+
+def _run(config, workdir: str):
   if config.job == "agreement":
     from task_discovery import evaluation
     return evaluation.run(config, workdir)
@@ -58,16 +109,18 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _CONFIG.value is None or _WORKDIR.value is None:
-    raise app.UsageError("both --config=configs/NAME.py and --workdir=DIR are required")
+    raise app.UsageError("--workdir=DIR and one of --config=configs/NAME.py or "
+                         "--config_json=WORKDIR/config.json are required")
   setup_logging()
   config_lib.validate(_CONFIG.value)
   # Before anything touches the devices: multi-host runs start the distributed runtime here.
   sharding.initialize_distributed(_CONFIG.value)
   workdir = os.path.abspath(_WORKDIR.value)
   logging.info("job=%s workdir=%s", _CONFIG.value.job, workdir)
-  run_job(_CONFIG.value, workdir)
+  run_job(_CONFIG.value, workdir, break_lock=_BREAK_LOCK.value)
   logging.info("done: results in %s", workdir)
 
 
 if __name__ == "__main__":
+  sys.argv = expand_config_json(sys.argv)
   app.run(main)

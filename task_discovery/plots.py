@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
+from task_discovery import workdir as workdir_lib
+
 
 def _subplots(*args, **kwargs):
   fig = Figure(figsize=kwargs.pop("figsize"))
@@ -18,7 +20,9 @@ def _subplots(*args, **kwargs):
 
 
 def _save(fig: Figure, path: str, dpi: int = 120) -> Figure:
-  fig.savefig(path, dpi=dpi)
+  """Writes the PNG atomically: a failed write keeps the previous figure."""
+  with workdir_lib.atomic_write(path, "wb") as f:
+    fig.savefig(f, dpi=dpi, format="png")
   return fig
 
 FAMILY_COLORS = {"random": "tab:gray", "human": "tab:blue", "discovered": "tab:red",

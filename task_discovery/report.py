@@ -8,6 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from task_discovery import config as config_lib
+from task_discovery import workdir as workdir_lib
+
 REPORT_NAME = "report.json"
 
 
@@ -37,18 +40,19 @@ def read(workdir: str) -> dict:
   path = os.path.join(workdir, REPORT_NAME)
   if not os.path.exists(path):
     return {}
-  with open(path) as f:
-    return json.load(f)
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except ValueError as e:  # written atomically, so only damage from outside gets here
+    raise ValueError(f"{path} is not valid JSON ({e}): move it away (the next run starts a new "
+                     "report) or restore it") from e
 
 
 def write(workdir: str, report: dict[str, Any]) -> str:
-  """Writes atomically (temporary file + rename) so an interrupted run never leaves half a file."""
-  path = os.path.join(workdir, REPORT_NAME)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(report, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
-  return path
+  """Writes atomically (temporary file, fsync, rename): an interrupted run or a full disk never
+  leaves half a file."""
+  return workdir_lib.write_text(os.path.join(workdir, REPORT_NAME),
+                                json.dumps(report, indent=2, sort_keys=True))
 
 
 def update(workdir: str, **sections) -> dict:
@@ -63,8 +67,14 @@ def update(workdir: str, **sections) -> dict:
   return report
 
 
+def check_config(workdir: str, config) -> None:
+  """Raises `workdir.ConfigMismatchError` if the workdir's config.json differs from `config` in a
+  field that changes results (see `workdir.RESUMABLE_FIELDS`)."""
+  workdir_lib.check_resume(workdir, json.loads(config.to_json_best_effort()),
+                           defaults=json.loads(config_lib.base().to_json_best_effort()))
+
+
 def write_config(workdir: str, config) -> str:
-  path = os.path.join(workdir, "config.json")
-  with open(path, "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  return path
+  """Writes `config.json` atomically; call `check_config` first."""
+  return workdir_lib.write_text(os.path.join(workdir, workdir_lib.CONFIG_NAME),
+                                config.to_json_best_effort(indent=2, sort_keys=True))

@@ -23,6 +23,8 @@ import os
 
 import numpy as np
 
+from task_discovery import workdir as workdir_lib
+
 FAMILIES = ("human", "random", "discovered", "file")
 
 
@@ -95,46 +97,91 @@ def evenly_spaced(total: int, count: int) -> np.ndarray:
   return np.unique(np.linspace(0, total - 1, count).round().astype(np.int64))
 
 
-def load_task_labels(path: str, num_images: int) -> np.ndarray:
+def _read_csv_labels(path: str) -> np.ndarray:
+  with open(path, newline="") as f:
+    rows = list(csv.reader(f))
+  if not rows:
+    raise ValueError(f"{path!r} is empty: expected a header `image_index,task_0,...` and one row "
+                     "per image")
+  header, body = rows[0], rows[1:]
+  columns = [i for i, name in enumerate(header) if name != "image_index"]
+  labels = []
+  for i in columns:
+    column = []
+    for line, row in enumerate(body, start=2):
+      if len(row) != len(header):
+        raise ValueError(f"{path!r} line {line}: {len(row)} fields, the header has "
+                         f"{len(header)}")
+      try:
+        column.append(int(row[i]))
+      except ValueError:
+        raise ValueError(f"{path!r} line {line}, column {header[i]!r}: {row[i]!r} is not an "
+                         "integer label") from None
+    labels.append(column)
+  return np.asarray(labels, dtype=np.int64).reshape(len(columns), len(body))
+
+
+def _read_labels(path: str, ext: str) -> np.ndarray:
+  if ext == ".npz":
+    with np.load(path) as f:
+      if "labels" not in f:
+        raise ValueError(f"{path!r} has no array named 'labels' (found {sorted(f.files)})")
+      return f["labels"]
+  if ext == ".npy":
+    return np.load(path)
+  return _read_csv_labels(path)
+
+
+def load_task_labels(path: str, num_images: int, num_classes: int = 2) -> np.ndarray:
   """Reads task labels from `.npz` (key `labels`), `.npy` or `.csv` (one task per column).
 
   Args:
     path: the file.
     num_images: number of images of the dataset the labels must cover.
+    num_classes: labels must lie in `[0, num_classes)`; 2 for the binary tasks of this library.
 
   Returns:
     int32 `[num_tasks, num_images]`.
 
   Raises:
     FileNotFoundError: the file does not exist.
-    ValueError: the file holds labels of the wrong length, negative labels or an unknown format.
+    ValueError: naming the file: unreadable content, labels of the wrong length, labels outside
+      `[0, num_classes)` (with the bad values), or an unknown format.
   """
   if not os.path.exists(path):
     raise FileNotFoundError(f"task labels file {path!r} does not exist")
   ext = os.path.splitext(path)[1].lower()
-  if ext == ".npz":
-    with np.load(path) as f:
-      if "labels" not in f:
-        raise ValueError(f"{path!r} has no array named 'labels' (found {sorted(f.files)})")
-      labels = f["labels"]
-  elif ext == ".npy":
-    labels = np.load(path)
-  elif ext == ".csv":
-    with open(path, newline="") as f:
-      rows = list(csv.reader(f))
-    header, body = rows[0], rows[1:]
-    columns = [i for i, name in enumerate(header) if name != "image_index"]
-    labels = np.asarray([[int(r[i]) for r in body] for i in columns])
-  else:
-    raise ValueError(f"unknown task labels format {ext!r}: use .npz (key 'labels'), .npy or .csv")
+  if ext not in (".npz", ".npy", ".csv"):
+    raise ValueError(f"unknown task labels format {ext!r} of {path!r}: use .npz (key 'labels'), "
+                     ".npy or .csv")
+  try:
+    labels = _read_labels(path, ext)
+  except Exception as e:  # zipfile, pickle-refused, truncated or OS errors: name the file
+    if isinstance(e, ValueError) and repr(path) in str(e):
+      raise
+    raise ValueError(f"task labels file {path!r} can not be read ({type(e).__name__}: {e})") from e
   labels = np.atleast_2d(np.asarray(labels))
+  if labels.ndim != 2:
+    raise ValueError(f"{path!r} holds labels of shape {labels.shape}: expected [num_tasks, "
+                     "num_images] (or [num_images] for one task)")
   if labels.shape[-1] != num_images:
     raise ValueError(
         f"{path!r} labels {labels.shape[-1]} images but the dataset has {num_images}: "
         "labels must be given for every image of the dataset, in its order "
         "(same data.name, data.split, data.num_images and data.split_seed)")
-  if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
-    raise ValueError(f"{path!r} must hold non-negative integer labels")
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"{path!r} holds {labels.dtype} values: task labels must be integers in "
+                     f"[0, {num_classes})")
+  bad = (labels < 0) | (labels >= num_classes)
+  if bad.any():
+    values = np.unique(labels[bad])
+    tasks_bad = np.flatnonzero(bad.any(axis=1))
+    raise ValueError(
+        f"{path!r}: labels must lie in [0, {num_classes}) ({num_classes} classes), found "
+        f"{values[:10].tolist()}{' ...' if len(values) > 10 else ''} in {int(bad.sum())} labels "
+        f"of task(s) {tasks_bad[:10].tolist()}{' ...' if len(tasks_bad) > 10 else ''}"
+        + (": binary tasks need 0/1 labels (class labels? give one 0/1 task per row, or column "
+           "in a CSV)" if num_classes == 2 else ""))
   return labels.astype(np.int32)
 
 
@@ -144,8 +191,10 @@ def save_task_labels(path_prefix: str, labels: np.ndarray, **extra_arrays) -> No
   The CSV has a header `image_index,task_0,task_1,...` and one row per image.
   """
   labels = np.asarray(labels, dtype=np.int32)
-  np.savez(path_prefix + ".npz", labels=labels, **extra_arrays)
-  with open(path_prefix + ".csv", "w", newline="") as f:
+  # Atomic: a failed write (a full disk) keeps the previous files and leaves no partial one.
+  with workdir_lib.atomic_write(path_prefix + ".npz", "wb") as f:
+    np.savez(f, labels=labels, **extra_arrays)
+  with workdir_lib.atomic_write(path_prefix + ".csv", "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(["image_index"] + [f"task_{i}" for i in range(labels.shape[0])])
     for i in range(labels.shape[1]):

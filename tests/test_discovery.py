@@ -130,13 +130,29 @@ def test_meta_step_compiles_once(tmp_path):
   assert int(state["step"]) == 3 and np.isfinite(float(metrics["loss"]))
 
 
-def test_non_finite_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path):
+def poison_meta_step(monkeypatch, from_step):
+  """Makes the meta-loss NaN from meta-step `from_step` on (0-based), as a diverging run would."""
+  make = discovery.jit_meta_step
+
+  def poisoned(*args, **kwargs):
+    step_fn = make(*args, **kwargs)
+
+    def f(state, data):
+      new_state, metrics = step_fn(state, data)
+      if int(new_state["step"]) > from_step:
+        metrics = {**metrics, "loss": jax.numpy.nan}
+      return new_state, metrics
+    return f
+
+  monkeypatch.setattr(discovery, "jit_meta_step", poisoned)
+
+
+def test_non_finite_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path, monkeypatch):
   workdir = str(tmp_path)
-  train_only(tiny_config(2), workdir)  # a good checkpoint at step 2
-  config = tiny_config(4)
-  config.inner.learning_rate = 1e30  # learners diverge: the meta-loss becomes NaN
-  with pytest.raises(discovery.NonFiniteLossError, match=r"meta-step 2.*step 2.*learning_rate"):
-    train_only(config, workdir)
+  poison_meta_step(monkeypatch, from_step=2)
+  with pytest.raises(discovery.NonFiniteLossError,
+                     match=r"meta-step 2: .*last checkpoint \(step 2\).*learning_rate"):
+    train_only(tiny_config(4), workdir)
   assert checkpoints.manager(workdir).latest_step() == 2
 
 
@@ -158,7 +174,8 @@ def test_corrupt_checkpoint_is_a_clear_error_and_nothing_is_deleted(tmp_path):
   for path in files:
     with open(path, "wb") as f:
       f.write(b"not a checkpoint")
-  with pytest.raises(checkpoints.CheckpointMismatchError, match="could not be restored"):
+  with pytest.raises(checkpoints.CheckpointCorruptError,
+                     match=r"every checkpoint .* damaged:\n.*step 2.*could not be restored"):
     train_only(tiny_config(4), workdir)
   assert os.path.isdir(step_dir)
 
@@ -169,6 +186,7 @@ def test_discover_job_on_mock_tfds_data(tmp_path, monkeypatch):
   config.data.name = "mnist"
   config.data.source = "tfds"
   config.eval.num_human_tasks = 2
+  config.inner.heldout_batch_size = 32  # the held-out part holds 51 of the 256 images
   with tfds.testing.mock_data(num_examples=256):
     report = main_lib.run_job(config, str(tmp_path))
   assert report["dataset"]["name"] == "mnist"

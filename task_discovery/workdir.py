@@ -1,0 +1,288 @@
+"""The workdir of a run: one writer at a time (a lock file), atomic output files, and the resume
+check of a new config against the workdir's `config.json`.
+
+A run holds `WORKDIR/LOCK` (created atomically, holding the owner's host and pid) for as long as
+it writes there; a second run on the same workdir fails at once and names the holder. Every output
+file is written to a temporary name in the same directory, flushed to disk and renamed over the
+old one, so an interrupted or failed write (a full disk) leaves the previous file intact and no
+half-written one. A workdir holds one configuration: a run in a workdir that already has a
+`config.json` must match it in every field that changes results (`RESUMABLE_FIELDS` lists those
+that may change).
+
+Only the standard library is imported here, so holding a lock costs no JAX import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import json
+import os
+import socket
+import sys
+from typing import Any, Iterator
+
+LOCK_NAME = "LOCK"
+CONFIG_NAME = "config.json"
+
+# Fields that may differ between a run and the config.json of the workdir it resumes: they change
+# how long it trains, how it logs, checkpoints and spreads over devices, or only the rounding of
+# the evaluation. A field ending in '.' is a whole section.
+RESUMABLE_FIELDS = ("meta.num_steps", "meta.log_every", "checkpoint.", "mesh.", "distributed.",
+                    "eval.tasks_per_chunk", "eval.predict_batch_size")
+
+
+class WorkdirLockedError(RuntimeError):
+  """Another run holds the workdir's lock (or left a stale one)."""
+
+
+class ConfigMismatchError(ValueError):
+  """A run's config differs from the one its workdir (or checkpoint) was made with."""
+
+
+# ------------------------------------------------------------------------------ the workdir
+
+
+def prepare(workdir: str) -> str:
+  """Creates `workdir` (and its parents) if needed; returns its absolute path.
+
+  Raises:
+    NotADirectoryError: `workdir`, or one of its parents, is a regular file.
+  """
+  workdir = os.path.abspath(workdir)
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise NotADirectoryError(f"--workdir={workdir} is a file, not a directory: choose another "
+                             "path for the workdir (it holds checkpoints, reports and logs)")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except (FileExistsError, NotADirectoryError) as e:
+    raise NotADirectoryError(f"--workdir={workdir} can not be created: a part of its path is a "
+                             f"file ({e})") from e
+  return workdir
+
+
+# ----------------------------------------------------------------------------------- the lock
+
+
+def _pid_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # the process exists, under another user
+    return True
+  return True
+
+
+def read_lock(workdir: str) -> dict | None:
+  """The holder recorded in `workdir/LOCK` (`host`, `pid`, `started`, `command`), or None."""
+  path = os.path.join(workdir, LOCK_NAME)
+  try:
+    with open(path) as f:
+      text = f.read()
+  except FileNotFoundError:
+    return None
+  try:
+    holder = json.loads(text)
+    return holder if isinstance(holder, dict) else {"unreadable": text[:200]}
+  except json.JSONDecodeError:  # a writer killed between creating and writing the file
+    return {"unreadable": text[:200]}
+
+
+def _describe(holder: dict) -> str:
+  if "unreadable" in holder:
+    return f"an unreadable owner record ({holder['unreadable']!r})"
+  return (f"pid {holder.get('pid')} on host {holder.get('host')!r}, started "
+          f"{holder.get('started')}: {holder.get('command')}")
+
+
+def is_stale(holder: dict) -> bool:
+  """Whether the holder is a process of this host that no longer runs."""
+  return (holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int)
+          and not _pid_alive(holder["pid"]))
+
+
+def acquire_lock(workdir: str, *, break_lock: bool = False) -> str:
+  """Takes `workdir/LOCK` (O_CREAT | O_EXCL: exactly one process succeeds). Returns its path.
+
+  Args:
+    workdir: an existing directory.
+    break_lock: remove a lock left by a dead process of this host, or by a process of another
+      host (whose state can not be checked from here), before taking it. A lock of a running
+      process of this host is never broken.
+
+  Raises:
+    WorkdirLockedError: the lock is held; the message names the holder and what to do.
+  """
+  path = os.path.join(workdir, LOCK_NAME)
+  record = json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                       "started": datetime.datetime.now().isoformat(timespec="seconds"),
+                       "command": " ".join(sys.argv)})
+  for _ in range(2):
+    try:
+      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+      holder = read_lock(workdir)
+      if holder is None:  # released between our open and our read: try again
+        continue
+      same_host_alive = (holder.get("host") == socket.gethostname()
+                         and isinstance(holder.get("pid"), int) and _pid_alive(holder["pid"]))
+      if break_lock and not same_host_alive:
+        os.remove(path)
+        print(f"broke the lock {path} of {_describe(holder)}", file=sys.stderr)
+        continue
+      if same_host_alive:
+        raise WorkdirLockedError(
+            f"{workdir} is in use by another run ({_describe(holder)}). Wait for it to finish, "
+            "stop it, or use another --workdir.")
+      stale = "a dead process of this host" if is_stale(holder) else "a process of another host"
+      raise WorkdirLockedError(
+          f"{workdir} is locked by {stale} ({_describe(holder)}), lock file {path}. If no run "
+          "uses this workdir any more, rerun with --break_lock (run_job(..., break_lock=True)) "
+          "to remove the lock; nothing else is touched.")
+    with os.fdopen(fd, "w") as f:
+      f.write(record)
+      f.flush()
+      os.fsync(f.fileno())
+    return path
+  raise WorkdirLockedError(f"{path} keeps changing hands: another run is starting in {workdir}")
+
+
+def release_lock(workdir: str) -> None:
+  """Removes `workdir/LOCK` if this process holds it (a broken and retaken lock is left alone)."""
+  holder = read_lock(workdir)
+  if holder and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(os.path.join(workdir, LOCK_NAME))
+
+
+@contextlib.contextmanager
+def locked(workdir: str, *, break_lock: bool = False, enabled: bool = True) -> Iterator[None]:
+  """Holds the workdir's lock for the duration of the block (`enabled=False`: does nothing, for
+  the processes other than 0 of a multi-host run)."""
+  if not enabled:
+    yield
+    return
+  acquire_lock(workdir, break_lock=break_lock)
+  try:
+    yield
+  finally:
+    release_lock(workdir)
+
+
+# ------------------------------------------------------------------------------ atomic writes
+
+
+def _fsync_dir(directory: str) -> None:
+  with contextlib.suppress(OSError):  # some filesystems can not open or fsync a directory
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+      os.fsync(fd)
+    finally:
+      os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = "w", **open_kwargs) -> Iterator[Any]:
+  """Opens a temporary file beside `path`; on success it is flushed, fsync-ed and renamed to
+  `path`. On any error the temporary file is removed and `path` keeps its previous content.
+
+  Raises:
+    OSError: with `path` as its filename (so the message names the file), for a failed write.
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+  try:
+    with open(tmp, mode, **open_kwargs) as f:
+      yield f
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException as e:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    if isinstance(e, OSError) and e.filename != path:
+      code = e.errno or errno.EIO
+      raise OSError(code, e.strerror or str(e), path) from e
+    raise
+  _fsync_dir(directory)
+
+
+def write_text(path: str, text: str) -> str:
+  """Writes `text` to `path` atomically; returns `path`."""
+  with atomic_write(path) as f:
+    f.write(text)
+  return path
+
+
+# -------------------------------------------------------------------------- the resume check
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
+
+
+def _resumable(field: str) -> bool:
+  return any(field == f or (f.endswith(".") and field.startswith(f)) for f in RESUMABLE_FIELDS)
+
+
+def config_differences(saved: dict, current: dict, defaults: dict | None = None) -> list[str]:
+  """Fields (dotted) that change results and differ between two configs given as JSON dicts.
+
+  A field only `current` has (added to the library after `saved` was written) counts as
+  different unless it holds its default from `defaults`; a field only `saved` has (since removed
+  from the library) is not compared.
+
+  Returns:
+    one line per differing field: `field: saved X, now Y`.
+  """
+  a, b = _flatten(saved), _flatten(current)
+  d = _flatten(defaults or {})
+  diffs = []
+  for field in sorted(b):
+    if _resumable(field):
+      continue
+    if field in a:
+      if a[field] != b[field]:
+        diffs.append(f"{field}: saved {a[field]!r}, now {b[field]!r}")
+    elif field not in d or d[field] != b[field]:
+      diffs.append(f"{field}: not in the saved config, now {b[field]!r}")
+  return diffs
+
+
+def mismatch_message(workdir: str, what: str, diffs: list[str]) -> str:
+  """The error text for a run whose config differs from the one `workdir` was made with."""
+  return (f"{workdir} holds {what} made with another configuration; these fields differ:\n  "
+          + "\n  ".join(diffs)
+          + "\nA resumed run must match it in every field that changes results (only "
+          + ", ".join(f + "*" if f.endswith(".") else f for f in RESUMABLE_FIELDS)
+          + " may change). Either\n"
+          "  1. use a new --workdir for this configuration, or\n"
+          f"  2. rerun with the saved configuration: --config_json={os.path.join(workdir, CONFIG_NAME)}"
+          " (read as data, never executed), adding --config.FIELD=VALUE only for the fields "
+          "above that may change.\nNothing in the workdir was changed.")
+
+
+def check_resume(workdir: str, current: dict, defaults: dict | None = None) -> None:
+  """Raises ConfigMismatchError if `workdir/config.json` exists and differs from `current` (a
+  config as a JSON dict) in a field that changes results."""
+  path = os.path.join(workdir, CONFIG_NAME)
+  if not os.path.exists(path):
+    return
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ConfigMismatchError(
+        f"{path} can not be read ({type(e).__name__}: {e}), so this run can not be checked "
+        "against the configuration the workdir was made with: use a new --workdir, or restore "
+        "that file") from e
+  diffs = config_differences(saved, current, defaults)
+  if diffs:
+    raise ConfigMismatchError(mismatch_message(workdir, "a run", diffs))
