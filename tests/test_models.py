@@ -310,3 +310,26 @@ def test_resolve_conv_impl():
   assert models.resolve_conv_impl("im2col") == "im2col"
   with pytest.raises(ValueError, match=r"conv_impl='fft'.*'auto', 'xla', 'im2col'"):
     models.resolve_conv_impl("fft")
+
+
+@pytest.mark.parametrize("strides", [1, 2])
+def test_im2col_conv_second_order_gradients_equal_xla(strides):
+  """The im2col convolution's own backward pass (patches rebuilt under checkpoint) is
+  differentiated again by the meta-gradient: compare one SGD step's meta-gradient, float64."""
+  with jax.enable_x64(True):
+    keys = jax.random.split(jax.random.key(0), 2)
+    x = jax.random.normal(keys[0], (2, 7, 7, 3), jnp.float64)
+    w = jax.random.normal(keys[1], (3, 3, 3, 4), jnp.float64)
+
+    def conv(impl, x, w):
+      return models.Conv2D(4, 3, strides, impl=impl, dtype=jnp.float64).apply(
+          {"params": {"kernel": w}}, x)
+
+    def meta_loss(impl, w, x):
+      inner = lambda w: jnp.sum(jnp.sin(conv(impl, x, w)))
+      w_new = w - 0.1 * jax.grad(inner)(w)
+      return jnp.sum(jnp.cos(conv(impl, 1.3 * x, w_new)))
+
+    grads = {impl: jax.jit(jax.grad(meta_loss, argnums=(1, 2)), static_argnums=0)(impl, w, x)
+             for impl in ("xla", "im2col")}
+    numerics.assert_close_to_scale(grads["im2col"], grads["xla"], rtol=1e-10)
