@@ -1,0 +1,267 @@
+"""The meta-step side by side with the original PyTorch code, on the same workloads; prints JSON.
+
+    python benchmarks/peer_compare.py --workloads=a,b --peer_python=P --peer_repo=R --rounds=2
+    python benchmarks/peer_compare.py --workloads=c               # XLA memory plans, compile only
+    python benchmarks/peer_compare.py --workloads=meta_batch      # time per task, M = 1 vs 4
+    python benchmarks/peer_compare.py --workloads=gpu             # configs/cifar.py on one GPU
+
+Workloads (synthetic N(0, 1) images 32x32x3, d = 32 tasks, as `../shared/peer/bench_peer.py`):
+  a: MLP learners + MLP encoder (widths 1024-512-256-64), T = 10, batch 128 (64 per learner),
+     held-out batch 128; this project with remat on (the default) and off.
+  b: ResNet-18 learners + ResNet-18 encoder, T = 5, batch 64, held-out batch 64.
+  c: `configs/cifar.py` (ResNet-18, T = 50, batch 512): XLA's memory plan of one meta-step
+     (temp + arguments + outputs - aliased bytes, `compiled.memory_analysis()`), compile only,
+     for each convolution implementation, T = 50 and 200, with and without `inner.remat_block`.
+  meta_batch: workload a at meta-batch 1 and 4: seconds per task.
+  gpu: configs/cifar.py at meta-batch 1, 2, 4, 8: seconds per meta-step, device memory,
+     executed dot FLOP/s against a matmul timed in the same process.
+
+The project is timed exactly as `discovery.train` runs it (`discovery.jit_meta_step` on a
+one-device mesh, state donated), each record in a fresh subprocess so its peak RSS
+(`ru_maxrss`) and compile caches are its own. The original is run by its own harness
+(`--peer_python`, `--peer_repo`: see ../shared/peer/README.md), one process at a time,
+alternating with the project's records round by round, so both see the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PEER_HARNESS = os.path.join(ROOT, "..", "shared", "peer", "bench_peer.py")
+
+# (project spec, peer flags) per timed workload.
+WORKLOADS = {
+    "a": (dict(model="mlp", unroll=10, batch=128, timed=7, warmup=2),
+          "--learner mlp --encoder mlp --nsteps 10 --batch 128 --h-dim 32 --steps 9 --warmup 2"),
+    "b": (dict(model="resnet18", unroll=5, batch=64, timed=3, warmup=1),
+          "--learner resnet18 --encoder resnet18 --nsteps 5 --batch 64 --h-dim 32 --steps 4 "
+          "--warmup 1 --no-grad-check"),
+}
+
+
+def _config(spec: dict):
+  from task_discovery import config as config_lib
+  if spec.get("cifar"):
+    c = config_lib.load_config_file(os.path.join(ROOT, "configs", "cifar.py"))
+  else:
+    c = config_lib.base()
+    c.learner = config_lib.model_config(spec["model"])
+    c.task.encoder = config_lib.model_config(spec["model"])
+    c.task.num_tasks = 32
+    c.inner.num_steps = spec["unroll"]
+    c.inner.batch_size = spec["batch"]
+    c.inner.heldout_batch_size = spec["batch"]
+  for key, value in spec.get("overrides", {}).items():
+    if key.startswith("model."):  # both networks: learner and encoder
+      c.learner[key[6:]] = c.task.encoder[key[6:]] = value
+    else:
+      section, field = key.split(".", 1)
+      c[section][field] = value
+  config_lib.validate(c)
+  return c
+
+
+def _build(c, n_images: int, abstract: bool):
+  import jax
+  import jax.numpy as jnp
+  from task_discovery import discovery, meta, models, sharding
+  shape = (32, 32, 3)
+  encoder = models.make_encoder(c.task.encoder, input_shape=shape, embedding_dim=c.task.num_tasks)
+  learner = models.make_model(c.learner, input_shape=shape, num_outputs=2)
+  mesh = sharding.make_mesh(1)
+  step = discovery.jit_meta_step(encoder, learner, c, mesh)
+  n_train = n_images - n_images // 10
+  init = lambda k: meta.init_state(encoder, learner, c, k)
+  if abstract:
+    state = jax.eval_shape(init, jax.random.key(0))
+    data = {"images": jax.ShapeDtypeStruct((n_images, *shape), jnp.float32),
+            "train_idx": jax.ShapeDtypeStruct((n_train,), jnp.int32),
+            "heldout_idx": jax.ShapeDtypeStruct((n_images - n_train,), jnp.int32)}
+    return step, state, data
+  state = sharding.put_replicated(init(jax.random.key(0)), mesh)
+  images = jax.random.normal(jax.random.key(1), (n_images, *shape), jnp.float32)
+  data = sharding.put_replicated({"images": images,
+                                  "train_idx": jnp.arange(n_train, dtype=jnp.int32),
+                                  "heldout_idx": jnp.arange(n_train, n_images, dtype=jnp.int32)},
+                                 mesh)
+  return step, state, data
+
+
+def _plan_bytes(compiled) -> dict:
+  m = compiled.memory_analysis()
+  total = (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+           - m.alias_size_in_bytes)
+  return {"xla_plan_gib": total / 2**30, "xla_temp_gib": m.temp_size_in_bytes / 2**30}
+
+
+def _matmul_gflops(size: int) -> float:
+  import jax
+  import jax.numpy as jnp
+  a = jax.random.normal(jax.random.key(2), (size, size), jnp.float32)
+  f = jax.jit(jnp.matmul)
+  f(a, a).block_until_ready()
+  best = min(_timed(lambda: f(a, a).block_until_ready()) for _ in range(5))
+  return 2 * size**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+  t = time.perf_counter()
+  fn()
+  return time.perf_counter() - t
+
+
+def child(spec: dict) -> dict:
+  """One record, in this process: a timed run or (spec['plan_only']) a memory plan."""
+  import jax
+  c = _config(spec)
+  record = {"spec": spec, "backend": jax.default_backend()}
+  if spec.get("plan_only"):
+    step, state, data = _build(c, 50000 if spec.get("cifar") else 2048, abstract=True)
+    t = time.perf_counter()
+    compiled = step.lower(state, data).compile()
+    record.update(_plan_bytes(compiled), compile_s=time.perf_counter() - t)
+    return record
+  step, state, data = _build(c, spec.get("n_images", 2048), abstract=False)
+  times = []
+  t0 = time.perf_counter()
+  state, metrics = step(state, data)
+  jax.block_until_ready(metrics)
+  record["first_step_s"] = time.perf_counter() - t0  # compile + one step
+  for _ in range(spec["warmup"] - 1):
+    state, metrics = step(state, data)
+    jax.block_until_ready(metrics)
+  cpu = []
+  for _ in range(spec["timed"]):
+    t, c0 = time.perf_counter(), time.process_time()
+    state, metrics = step(state, data)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - t)
+    cpu.append(time.process_time() - c0)
+  # CPU seconds of this process (all threads) per step: less sensitive than wall time to other
+  # processes on a shared machine (the original's harness reports its own CPU share).
+  record.update(median_s=statistics.median(times), times_s=times, loss=float(metrics["loss"]),
+                median_cpu_s=statistics.median(cpu),
+                peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
+  m = max(1, c.meta.meta_batch_size)
+  record["seconds_per_task"] = record["median_s"] / m
+  if spec.get("flops"):  # executed dot FLOPs of the compiled step (scan trip counts included)
+    sys.path.insert(0, HERE)
+    from meta_step import hlo_dot_flops  # pylint: disable=import-outside-toplevel
+    hlo = step.lower(state, data).compile().as_text()
+    flops, _ = hlo_dot_flops(hlo)
+    record["executed_dot_tflop"] = flops / 1e12
+    record["achieved_gflops"] = flops / record["median_s"] / 1e9
+    record["matmul_gflops"] = _matmul_gflops(4096 if jax.default_backend() != "cpu" else 2048)
+    stats = jax.devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+      record["device_peak_gib"] = stats["peak_bytes_in_use"] / 2**30
+  return record
+
+
+def _run_child(spec: dict, timeout_s: float) -> dict:
+  cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)]
+  try:
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=ROOT)
+  except subprocess.TimeoutExpired:
+    return {"spec": spec, "status": f"timeout after {timeout_s:.0f} s"}
+  if out.returncode:
+    return {"spec": spec, "status": f"failed (exit {out.returncode})",
+            "stderr_tail": out.stderr[-2000:]}
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _run_peer(flags: str, python: str, repo: str, timeout_s: float) -> dict:
+  env = dict(os.environ, PEER_REPO=repo)
+  cmd = [python, PEER_HARNESS, *flags.split()]
+  try:
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
+  except subprocess.TimeoutExpired:
+    return {"peer": flags, "status": f"timeout after {timeout_s:.0f} s"}
+  if out.returncode:
+    return {"peer": flags, "status": f"failed (exit {out.returncode})",
+            "stderr_tail": out.stderr[-2000:]}
+  r = json.loads(out.stdout.strip().splitlines()[-1])
+  share = (r.get("cpu_contention") or {}).get("own_cpu_frac")
+  return {"peer": flags, "median_s": r["median_s"], "peak_rss_gb": r["peak_rss_mb"] / 1e3,
+          "median_clean_s": r.get("median_clean_s"), "contended": r.get("contended"),
+          "cpu_contention": r.get("cpu_contention"),
+          # its CPU seconds per step: wall time x its share of the machine's cores
+          "median_cpu_s": None if share is None else r["median_s"] * share * os.cpu_count()}
+
+
+def plan(workloads: list[str]) -> list[dict]:
+  """Project records per workload (peer records are added by `main`)."""
+  specs = []
+  for w in workloads:
+    if w in WORKLOADS:
+      base = WORKLOADS[w][0]
+      specs.append(dict(base, workload=w, overrides={"inner.remat": True}))
+      if w == "a":
+        specs.append(dict(base, workload=w, overrides={"inner.remat": False}))
+    elif w == "c":
+      # T = 51 - T = 50: memory per extra unrolled step; T = 200 with blocks of 14 steps
+      # (about sqrt(T)): the nested-checkpointing option.
+      for conv in ("im2col", "xla"):
+        for unroll, block in ((50, 0), (51, 0), (200, 14)):
+          specs.append(dict(workload="c", cifar=True, plan_only=True, overrides={
+              "model.conv_impl": conv, "inner.num_steps": unroll, "inner.remat_block": block}))
+    elif w == "meta_batch":
+      for m in (1, 4):
+        specs.append(dict(WORKLOADS["a"][0], workload=w, overrides={
+            "inner.remat": True, "meta.meta_batch_size": m}))
+    elif w == "gpu":
+      for m in (1, 2, 4, 8):
+        specs.append(dict(workload="gpu", cifar=True, timed=3, warmup=1, flops=True,
+                          n_images=8192, overrides={"meta.meta_batch_size": m}))
+    else:
+      raise ValueError(f"unknown workload {w!r}; choose from a, b, c, meta_batch, gpu")
+  return specs
+
+
+def main(argv=None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--workloads", default="a", help="comma-separated: a, b, c, meta_batch, gpu")
+  p.add_argument("--rounds", type=int, default=1, help="alternating rounds (peer, project)")
+  p.add_argument("--peer_python", default="", help="python of the original's venv ('' = skip)")
+  p.add_argument("--peer_repo", default="", help="checkout of the original code")
+  p.add_argument("--timeout_s", type=float, default=3600)
+  p.add_argument("--out", default="", help="also write the JSON here")
+  p.add_argument("--child", default="", help=argparse.SUPPRESS)
+  args = p.parse_args(argv)
+  if args.child:
+    print(json.dumps(child(json.loads(args.child))))
+    return
+  workloads = [w for w in args.workloads.split(",") if w]
+  records = []
+  for r in range(args.rounds):
+    for w in workloads:
+      if args.peer_python and w in WORKLOADS:
+        rec = dict(_run_peer(WORKLOADS[w][1], args.peer_python, args.peer_repo, args.timeout_s),
+                   workload=w, round=r, who="peer")
+        records.append(rec)
+        print(json.dumps(rec), file=sys.stderr, flush=True)
+      for spec in plan([w]):
+        rec = dict(_run_child(spec, args.timeout_s), workload=w, round=r, who="project")
+        records.append(rec)
+        print(json.dumps(rec), file=sys.stderr, flush=True)
+  result = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "loadavg_end": os.getloadavg(), "records": records}
+  text = json.dumps(result, indent=1)
+  print(text)
+  if args.out:
+    with open(args.out, "w") as f:
+      f.write(text)
+
+
+if __name__ == "__main__":
+  main()
