@@ -15,6 +15,7 @@ import ml_collections
 
 JOBS = ("discover", "agreement", "adversarial_split")
 ADVERSARIAL_SOURCES = ("discovery", "file", "random_network")
+DIVERSITIES = ("uniformity", "mutual_information", "mutual_information_divdis", "none")
 
 
 def model_config(name: str = "resnet18") -> ml_collections.ConfigDict:
@@ -31,6 +32,12 @@ def model_config(name: str = "resnet18") -> ml_collections.ConfigDict:
       vit_head_dim=64,                 # ViT width per head
       vit_mlp_dim=256,                 # ViT MLP hidden width
       vit_norm="batch",                # 'batch' (original's pre-norm) | 'layer'
+      # 'head' (original): a learner normalises the class token in its head, an encoder takes
+      # it unnormalised | 'tokens': one norm over all tokens before taking the class token.
+      vit_final_norm="head",
+      # 'torch' (original): PyTorch's defaults, U(+-1/sqrt(fan_in)) kernels and biases, ViT
+      # tokens N(0, 1) | 'flax': Flax's defaults (LeCun-normal kernels, zero biases, N(0, 0.02)).
+      init="torch",
       conv_impl="auto",                # 'auto' (im2col on CPU, XLA conv elsewhere) | 'xla' | 'im2col'
   ))
 
@@ -59,8 +66,13 @@ def base() -> ml_collections.ConfigDict:
       encoder=model_config("resnet18"),
       num_tasks=32,                    # d: embedding size = number of discovered tasks
       temperature=5.0,                 # task logits = temperature * [-<w,h>, <w,h>]
-      rotation_seed=0,                 # seed of the Haar-random orthonormal task directions
-      diversity="uniformity",          # 'uniformity' (original) | 'mutual_information' | 'none'
+      # seed of the task directions: rows of a Haar-random rotation, or for
+      # diversity='mutual_information' rows of N(0, 1) draws (the original's)
+      rotation_seed=0,
+      # 'uniformity' (original's default) | 'mutual_information' (the original's MI loss: log of
+      # the summed pairwise MI, Gaussian directions) | 'mutual_information_divdis' (mean
+      # pairwise MI, as DivDis, orthonormal directions) | 'none'
+      diversity="uniformity",
       uniformity_t=2.0,                # t in log mean exp(-t ||z_i - z_j||^2)
       diversity_coef=5.0,              # original config: 5; its README command: 25
   ))
@@ -99,6 +111,9 @@ def base() -> ml_collections.ConfigDict:
   c.meta = ml_collections.ConfigDict(dict(
       num_steps=10000,                 # meta-steps
       meta_batch_size=1,               # tasks per meta-step (1 = original: cycle over tasks)
+      # 'shuffled' (original): the d tasks in a fresh order every cycle (from config.seed and
+      # the cycle) | 'cyclic': 0, 1, ..., d-1 every cycle
+      task_order="shuffled",
       optimizer="adam",                # optimiser of the encoder
       learning_rate=1e-3,
       estimator="full",                # 'full' backprop | 'truncated' (last K inner steps only)
@@ -222,8 +237,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _check(c.data.num_images >= 0, "data.num_images", "must be >= 0 (0 = all images)")
   _check(c.task.num_tasks >= 1, "task.num_tasks", "must be >= 1")
   _check(c.task.temperature > 0, "task.temperature", "must be > 0")
-  _check(c.task.diversity in ("uniformity", "mutual_information", "none"), "task.diversity",
-         "must be 'uniformity', 'mutual_information' or 'none'")
+  _check(c.task.diversity in DIVERSITIES, "task.diversity", f"must be one of {DIVERSITIES}")
   _check(c.task.diversity_coef >= 0, "task.diversity_coef", "must be >= 0")
   _check(c.inner.num_steps >= 1, "inner.num_steps", "must be >= 1")
   _check(c.inner.data_mode in ("meta", "full"), "inner.data_mode", "must be 'meta' or 'full'")
@@ -239,6 +253,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _check(c.inner.optimizer != "adam" or c.inner.eps_root > 0, "inner.eps_root",
          "must be > 0 for optimizer='adam', or the meta-gradient is not finite")
   _check(c.meta.meta_batch_size >= 1, "meta.meta_batch_size", "must be >= 1")
+  _check(c.meta.task_order in ("shuffled", "cyclic"), "meta.task_order",
+         "must be 'shuffled' or 'cyclic'")
   _check(c.meta.meta_batch_size <= c.task.num_tasks, "meta.meta_batch_size",
          "must not exceed task.num_tasks")
   _check(c.meta.num_steps >= 0, "meta.num_steps", "must be >= 0")
