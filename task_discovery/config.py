@@ -55,6 +55,12 @@ def base() -> ml_collections.ConfigDict:
       split="train",                   # which split of the source to use
       num_images=0,                    # 0 = all, else a seeded subset of this size
       heldout_fraction=0.1,            # original: 5k of CIFAR-10's 50k training images
+      # Meta-validation part: the held-out images of the differentiable AS during discovery,
+      # disjoint from the training part and from the held-out part that the evaluation scores,
+      # as the original (its val split steers discovery, its test split scores the tasks).
+      # Original: 5k of 50k. 0 = take them from the held-out part (the evaluation then scores
+      # images that steered discovery).
+      meta_val_fraction=0.1,
       split_seed=0,                    # seed of the subset and the train/held-out split
   ))
 
@@ -234,6 +240,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   `models`, dataset names by `datasets`."""
   _check(c.job in JOBS, "job", f"{c.job!r} is not one of {JOBS}")
   _check(0 < c.data.heldout_fraction < 1, "data.heldout_fraction", "must be in (0, 1)")
+  _check(0 <= c.data.meta_val_fraction < 1 - c.data.heldout_fraction, "data.meta_val_fraction",
+         "must be in [0, 1 - data.heldout_fraction): the training part must not be empty")
   _check(c.data.num_images >= 0, "data.num_images", "must be >= 0 (0 = all images)")
   _check(c.task.num_tasks >= 1, "task.num_tasks", "must be >= 1")
   _check(c.task.temperature > 0, "task.temperature", "must be > 0")

@@ -360,9 +360,10 @@ def test_options_the_job_ignores(tmp_path, caplog):
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("inner.batch_size", 2000, "inner.batch_size=2000 exceeds the 1438 images of the training"),
-    ("inner.heldout_batch_size", 400, "inner.heldout_batch_size=400 exceeds the 359 images"),
-    ("eval.batch_size", 1500, "eval.batch_size=1500 exceeds the 1438 images"),
+    ("inner.batch_size", 2000, "inner.batch_size=2000 exceeds the 1258 images of the training"),
+    ("inner.heldout_batch_size", 400,
+     "inner.heldout_batch_size=400 exceeds the 180 images of the meta-validation part"),
+    ("eval.batch_size", 1500, "eval.batch_size=1500 exceeds the 1258 images"),
 ])
 def test_batch_larger_than_its_part_is_an_error(tmp_path, field, value, message):
   config = tiny_config()
