@@ -43,7 +43,35 @@ def model_config(name: str = "resnet18") -> ml_collections.ConfigDict:
 
 
 def base() -> ml_collections.ConfigDict:
-  """All fields with the original's defaults (CIFAR-10, ResNet-18, d = 32)."""
+  """Every field, with the original's defaults where it has one (CIFAR-10, ResNet-18, d = 32).
+
+  The original's (its `train-as-uniformity.py`, `as-uniformity-default.yaml` and README
+  command): ResNet-18 learners and encoder initialised as PyTorch does (`init='torch'`); d = 32
+  tasks (README command; the yaml has 128) of temperature 5; uniformity loss with t = 2 and
+  coefficient 5 (the yaml; the README command uses 25); T = 50 unrolled SGD steps on batches of
+  512, lr 0.01 on `0.5 * (l0 + l1)` (0.005 per learner), the same learner initialisation every
+  meta-step, one held-out batch of 512; one task per meta-step, the d tasks reshuffled every
+  cycle (`meta.task_order`); encoder trained with Adam 1e-3 for 100,000 meta-steps; the
+  meta-validation images disjoint from the images that score the tasks (`data.meta_val_fraction`);
+  evaluation with two learners, Adam 1e-3, batch 512, 100 epochs, on the 126 human 5-vs-5 tasks.
+  With `task.diversity='mutual_information'`: the original's MI loss and Gaussian directions.
+
+  Where this differs, and why:
+    * Data parts: the original trains on 45k, meta-validates on 5k (both from CIFAR-10's
+      training split) and scores tasks on the 10k test split; here the three parts come from
+      one source split (`data.split`): 80% / 10% / 10%, i.e. 40k / 5k / 5k on CIFAR-10, so that
+      every dataset (digits has no test split) works the same way and the 5k held-out part
+      matches the original's released AS reference (45k / 5k).
+    * `eval.num_random_tasks` = 8 and everything under `mesh`, `distributed`, `checkpoint`,
+      `adversarial`: this library's, the original has no counterpart.
+    * `meta.meta_batch_size`, `meta.estimator`, `inner.optimizer`, `inner.random_init`,
+      `inner.num_learners`, `inner.data_mode`: the original's values, other values are options.
+    * `inner.remat`, `inner.remat_block`, `inner.learner_updates`, `inner.encoder_mode`,
+      `*.conv_impl`: how the same math is computed (memory, speed); results differ by rounding.
+    * BatchNorm keeps the biased batch variance as its running variance (PyTorch: unbiased);
+      see `models`.
+  Config files under `configs/` change what their dataset and machine need; each says why.
+  """
   c = ml_collections.ConfigDict()
   c.job = "discover"                   # 'discover' | 'agreement' | 'adversarial_split'
   c.seed = 0                           # root seed of every random draw except the data split
@@ -115,7 +143,7 @@ def base() -> ml_collections.ConfigDict:
 
   # Outer loop: meta-training of the task network.
   c.meta = ml_collections.ConfigDict(dict(
-      num_steps=10000,                 # meta-steps
+      num_steps=100000,                # meta-steps (the original's default)
       meta_batch_size=1,               # tasks per meta-step (1 = original: cycle over tasks)
       # 'shuffled' (original): the d tasks in a fresh order every cycle (from config.seed and
       # the cycle) | 'cyclic': 0, 1, ..., d-1 every cycle
