@@ -95,13 +95,22 @@ def task_image_sheet(raw_images: np.ndarray, scores: np.ndarray, path: str,
 
 
 def grouped_bars(groups: list[str], series: dict[str, np.ndarray], path: str, ylabel: str,
-                 title: str) -> Figure:
-  """Grouped bar chart: one group per entry of `groups`, one bar per series."""
+                 title: str, intervals: dict[str, list] | None = None) -> Figure:
+  """Grouped bar chart: one group per entry of `groups`, one bar per series.
+
+  `intervals`, if given: `{series: [(low, high) or None per group]}`, drawn as error bars (e.g.
+  the 95% interval over seeds of a bar that shows a mean over seeds).
+  """
   fig, ax = _subplots(figsize=(max(7, 0.6 * len(groups) + 2), 4))
   width = 0.8 / max(1, len(series))
   x = np.arange(len(groups))
   for i, (name, values) in enumerate(series.items()):
-    ax.bar(x + i * width - 0.4 + width / 2, values, width=width, label=name)
+    pos = x + i * width - 0.4 + width / 2
+    ax.bar(pos, values, width=width, label=name)
+    for j, ci in enumerate((intervals or {}).get(name, [])):
+      if ci is not None and np.isfinite(values[j]):
+        ax.errorbar([pos[j]], [values[j]], yerr=[[values[j] - ci[0]], [ci[1] - values[j]]],
+                    fmt="none", ecolor="black", capsize=3, lw=1)
   ax.set_xticks(x)
   ax.set_xticklabels(groups, rotation=45, ha="right", fontsize=7)
   ax.set_ylabel(ylabel)

@@ -65,14 +65,18 @@ def spread(values: Sequence[float], confidence: float = CONFIDENCE) -> dict:
 
 def numeric_leaves(tree: Any, prefix: str = "", skip: Sequence[str] = ("tasks",)
                    ) -> dict[str, float]:
-  """`{'a.b.c': value}` for every finite int/float leaf of nested dicts (not bools, not lists;
-  top-level keys in `skip` are left out: per-task lists are not results over seeds)."""
+  """`{'a.b.c': value}` for every finite int/float leaf of nested dicts and of lists of dicts
+  (keyed by row index); not bools, not lists of numbers. Top-level keys in `skip` are left out
+  (a report's per-task list is not a result over seeds)."""
   out = {}
   if isinstance(tree, Mapping):
     for k, v in tree.items():
       if not prefix and k in skip:
         continue
       out.update(numeric_leaves(v, f"{prefix}{k}.", skip))
+  elif isinstance(tree, (list, tuple)) and any(isinstance(v, Mapping) for v in tree):
+    for i, v in enumerate(tree):  # rows of a table: one key per row index
+      out.update(numeric_leaves(v, f"{prefix}{i}.", skip))
   elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
     if math.isfinite(tree):
       out[prefix[:-1]] = float(tree)
