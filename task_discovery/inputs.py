@@ -28,7 +28,9 @@ def ignored_options(config) -> tuple[list[str], list[str]]:
                   "evaluate the tasks of that file")
   if job != "adversarial_split":
     defaults = config_lib.base().adversarial
-    changed = sorted(k for k in a.keys() if a[k] != defaults[k])
+    # ConfigDict equality also compares the lock state: compare values only.
+    plain = lambda v: v.to_dict() if hasattr(v, "to_dict") else v
+    changed = sorted(k for k in a.keys() if plain(a[k]) != plain(defaults[k]))
     if changed:
       warnings.append(f"adversarial.{{{', '.join(changed)}}} changed from the defaults, but only "
                       f"job='adversarial_split' reads the adversarial section (job={job!r})")

@@ -357,6 +357,11 @@ def test_options_the_job_ignores(tmp_path, caplog):
   with caplog.at_level(logging.WARNING):
     inputs.check_options(config)
   assert "adversarial.{mirror} changed from the defaults" in caplog.text
+  config = tiny_config()
+  config.lock()  # as the command line gives it: a locked ConfigDict is not 'changed'
+  assert inputs.ignored_options(config) == ([], [])
+  config.adversarial.random_network.name = "mlp"
+  assert "adversarial.{random_network}" in inputs.ignored_options(config)[1][0]
 
 
 @pytest.mark.parametrize("field,value,message", [
