@@ -222,10 +222,11 @@ def task_ids_for_step(step: jax.Array, meta_batch_size: int, num_tasks: int,
   """Tasks of a meta-step: `[meta_batch_size]` indices into the d tasks.
 
   The tasks are visited in cycles of d, one per step (the original); a meta-batch takes the
-  next `meta_batch_size` of the sequence (and may span two cycles). Without `key` every cycle
-  is 0, 1, ..., d-1. With `key`, cycle c is `jax.random.permutation(fold_in(key, c), d)`: a
-  fresh order every cycle, as the original's shuffling loader over the task indices, and a
-  function of the key and the step alone, so a resumed run draws the same order.
+  next `meta_batch_size` of the sequence (it may span two cycles, and then hold a task twice
+  unless `meta_batch_size` divides d). Without `key` every cycle is 0, 1, ..., d-1. With
+  `key`, cycle c is `jax.random.permutation(fold_in(key, c), d)`: a fresh order every cycle, as
+  the original's shuffling loader over the task indices, and a function of the key and the
+  step alone, so a resumed run draws the same order.
   """
   positions = step * meta_batch_size + jnp.arange(meta_batch_size)
   offsets = positions % num_tasks
