@@ -547,3 +547,17 @@ def test_full_disk_after_training_keeps_the_previous_tasks_npz(tmp_path):
     with contextlib.suppress(OSError):
       os.remove(os.path.join(mount_point, "filler"))
     unmount(mount_point)
+
+
+def test_a_config_saved_before_a_behaviour_changed_is_not_resumed_with_the_new_one():
+  saved = {"seed": 0, "data": {"name": "digits"}, "learner": {"name": "mlp"}}
+  defaults = {"seed": 0, "data": {"name": "digits", "meta_val_fraction": 0.1,
+                                  "split_seed": 0},
+              "learner": {"name": "mlp", "init": "torch"}, "meta": {"task_order": "shuffled"}}
+  diffs = workdir_lib.config_differences(saved, defaults, defaults=defaults)
+  assert diffs == ["data.meta_val_fraction: not in the saved config, now 0.1",
+                   "learner.init: not in the saved config, now 'torch'",
+                   "meta.task_order: not in the saved config, now 'shuffled'"]
+  previous = {"seed": 0, "data": {"name": "digits", "meta_val_fraction": 0.0, "split_seed": 0},
+              "learner": {"name": "mlp", "init": "flax"}, "meta": {"task_order": "cyclic"}}
+  assert workdir_lib.config_differences(saved, previous, defaults=defaults) == []
