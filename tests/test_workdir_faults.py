@@ -248,7 +248,7 @@ def test_lock_is_released_when_a_job_fails(tmp_path):
   workdir = str(tmp_path)
   config = tiny_config(2)
   config.inner.batch_size = 4000  # fails after the lock is taken
-  with pytest.raises(ValueError, match="inner.batch_size=4000 exceeds the 1438 images"):
+  with pytest.raises(ValueError, match="inner.batch_size=4000 exceeds the 1258 images"):
     main_lib.run_job(config, workdir)
   assert workdir_lib.read_lock(workdir) is None
 
