@@ -155,6 +155,7 @@ def run_seeds(config, workdir: str, seeds: Sequence[int],
   """
   from task_discovery import plots  # matplotlib only when seeds are run
   from task_discovery import report as report_lib
+  from task_discovery import sharding
   from task_discovery import workdir as workdir_lib
   workdir_lib.prepare(workdir)
   results, workdirs = {}, {}
@@ -169,6 +170,8 @@ def run_seeds(config, workdir: str, seeds: Sequence[int],
     results[int(seed)] = run_one(seed_config, workdirs[int(seed)])
   agg = aggregate(results)
   agg["workdirs"] = {str(s): os.path.relpath(w, workdir) for s, w in workdirs.items()}
+  if not sharding.is_main_process():  # only process 0 writes reports and figures
+    return agg
   report_lib.write(workdir, agg)
   families = family_mean_as(results)
   if families:
