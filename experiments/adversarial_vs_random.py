@@ -49,6 +49,8 @@ import os
 import sys
 from typing import Sequence
 
+import numpy as np
+
 from experiments import common
 
 NAME = "adversarial_vs_random"
@@ -86,6 +88,24 @@ def source_rows(source: str, section: dict) -> list[list]:
   return rows
 
 
+def seed_figures(per_seed: dict, agg: dict, out: str) -> dict:
+  """Mean test accuracies per split source over seeds, each bar with its 95% interval."""
+  from task_discovery import plots
+  sources = list(next(iter(per_seed.values()))["runs"])
+  series, intervals = {}, {}
+  for key in METRICS:
+    spreads = [common.spread_of(agg, f"runs.{s}.summary.mean_{key}") for s in sources]
+    if any(np.isfinite(m) for m, _ in spreads):
+      series[key.removesuffix("_accuracy")] = [m for m, _ in spreads]
+      intervals[key.removesuffix("_accuracy")] = [ci for _, ci in spreads]
+  path = os.path.join(out, NAME + "_over_seeds.png")
+  plots.grouped_bars(sources, series, path, ylabel="mean test accuracy over seeds",
+                     title=f"adversarial vs random splits over seeds "
+                           f"{', '.join(map(str, per_seed))} (bars: 95% interval)",
+                     intervals=intervals)
+  return {"over_seeds": path}
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
   parser = common.make_parser(__doc__)
   parser.add_argument("--sources", type=common.comma_list(str), default=None,
@@ -95,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
                       help="a finished discovery run of the same data config; default: run the "
                            "config as job='discover' in OUT/discover")
   args = parser.parse_args(argv)
+  if args.seeds:
+    return common.run_over_seeds(main, sys.argv[1:] if argv is None else argv, args.out,
+                                 args.seeds, NAME, figure_fn=seed_figures)
   common.setup_logging()
   sources = args.sources or DEFAULT_SOURCES[args.scale]
   unknown = set(sources) - set(SOURCES)

@@ -7,6 +7,9 @@ Commands (from the repository root):
   # summarise a finished discovery run instead of running one:
   python -m experiments.as_families --config=configs/digits.py --out=runs/exp_as_families \
       --workdir=runs/digits
+  # over seeds 0, 1, 2 (OUT/seed_S/ each; the spread over seeds in OUT/as_families.md):
+  python -m experiments.as_families --config=configs/digits.py --out=runs/exp_as_seeds \
+      --scale=cpu --seeds=0,1,2
   # the paper's setting (CIFAR-10, ResNet-18, d = 32), on a GPU:
   python -m experiments.as_families --config=configs/cifar.py --out=runs/exp_as_cifar --scale=gpu
 
@@ -62,12 +65,28 @@ def summarize(report: dict) -> tuple[dict, str]:
           "discovery": report.get("discovery", {})}, table
 
 
+def seed_figures(per_seed: dict, agg: dict, out: str) -> dict:
+  """Mean AS of each family over seeds: dots per seed, mean and 95% interval."""
+  from task_discovery import plots
+  del agg  # the figure recomputes the interval from the per-seed values
+  families = [f for f in FAMILY_ORDER if all(
+      (s["families"].get(f) or {}).get("mean_as") is not None for s in per_seed.values())]
+  path = os.path.join(out, "agreement_over_seeds.png")
+  plots.agreement_over_seeds(
+      {f: [s["families"][f]["mean_as"] for s in per_seed.values()] for f in families}, path,
+      seeds=list(per_seed))
+  return {"agreement_over_seeds": path}
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
   parser = common.make_parser(__doc__)
   parser.add_argument("--workdir", default="",
                       help="a discover workdir to summarise; if it holds no finished run, the "
                            "run is made (or resumed) there. Default: OUT/discover")
   args = parser.parse_args(argv)
+  if args.seeds:
+    return common.run_over_seeds(main, sys.argv[1:] if argv is None else argv, args.out,
+                                 args.seeds, NAME, figure_fn=seed_figures)
   common.setup_logging()
   config = common.load_config(args.config, args.scale)
   common.apply_overrides(config, args.overrides)

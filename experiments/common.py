@@ -10,6 +10,11 @@ Scales:
   cpu:   the config file as written, with grids sized for a 2-core laptop;
   gpu:   the config file as written, with the paper's grids.
 Order of precedence, last wins: config file < scale < the script's presets < `--set`.
+
+Seeds: `--seeds=0,1,2` runs the whole experiment once per seed (`config.seed`) in `OUT/seed_S/`
+(a path flag that names a multi-seed directory, e.g. `--workdir=runs/x` holding `runs/x/seed_S/`,
+is read per seed), then writes `OUT/NAME.json` (per-seed values, mean, std and 95% t-interval of
+every number all the per-seed summaries hold; `task_discovery.seeds`) and `OUT/NAME.md`.
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ def make_parser(doc: str) -> argparse.ArgumentParser:
   parser.add_argument("--set", dest="overrides", action="append", default=[],
                       metavar="KEY=VALUE",
                       help="config override, repeatable: --set task.diversity_coef=25")
+  parser.add_argument("--seeds", default="",
+                      help="comma-separated seeds, e.g. 0,1,2: the experiment once per seed in "
+                           "OUT/seed_S/, and the spread over seeds in OUT/NAME.json / .md")
   return parser
 
 
@@ -284,3 +292,82 @@ def collect(src: str, dst: str) -> str:
   os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
   shutil.copyfile(src, dst)
   return dst
+
+
+# ----------------------------------------------------------------------------------- seeds
+
+def _is_result(key: str) -> bool:
+  """Whether an aggregated number is a result (AS, accuracy, similarity), not a description of
+  the setting (counts, grid values) or a wall time: only results go into the table."""
+  last = key.split(".")[-1]
+  return not (last.startswith("num_") or "seconds" in last or "steps" in last
+              or last == "diversity_coef")
+
+
+def _for_seed(argv: Sequence[str], out: str, seed: int) -> list[str]:
+  """`argv` for one seed: `--seeds` dropped, `--out` set to `OUT/seed_S`, `--set seed=S`, and
+  any flag value naming a directory that holds `seed_S/` replaced by that subdirectory."""
+  from task_discovery import seeds as seeds_lib
+  new, skip = [], False
+  for i, arg in enumerate(argv):
+    if skip:
+      skip = False
+      continue
+    if arg in ("--seeds", "--out"):
+      skip = True
+      continue
+    if arg.startswith(("--seeds=", "--out=")):
+      continue
+    flag, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+    label, sep, path = value.rpartition("=")
+    path = path if sep else value
+    if path and os.path.isdir(seeds_lib.seed_workdir(path, seed)):
+      path = seeds_lib.seed_workdir(path, seed)
+      value = f"{label}={path}" if sep else path
+    new.append(f"{flag}={value}" if flag and eq else (arg if flag else value))
+  return new + [f"--out={seeds_lib.seed_workdir(out, seed)}", "--set", f"seed={seed}"]
+
+
+def run_over_seeds(main_fn: Callable[[Sequence[str]], dict], argv: Sequence[str], out: str,
+                   seeds_text: str, name: str,
+                   figure_fn: Callable[[dict, dict, str], dict] | None = None) -> dict:
+  """Runs `main_fn` once per seed (see `_for_seed`) and writes the spread over seeds.
+
+  Args:
+    main_fn: the script's `main(argv) -> summary`.
+    argv: the script's arguments (with `--seeds` and `--out`).
+    out: the experiment's output directory.
+    seeds_text: the `--seeds` value.
+    name: the script's NAME (output file names).
+    figure_fn: `figure_fn(per_seed_summaries, aggregate, out) -> {name: path}`: figures of the
+      spread (e.g. a family's AS with its interval over seeds).
+
+  Returns:
+    `{'seeds', 'confidence', 'metrics', 'per_seed': {seed: summary path}, 'outputs'}`.
+  """
+  from task_discovery import seeds as seeds_lib
+  seeds = seeds_lib.parse_seeds(seeds_text)
+  per_seed = {s: main_fn(_for_seed(argv, out, s)) for s in seeds}
+  agg = seeds_lib.aggregate({s: {k: v for k, v in summary.items() if k != "outputs"}
+                             for s, summary in per_seed.items()})
+  keys = [k for k in agg["metrics"] if _is_result(k)]
+  rows = []
+  for k in keys:
+    m = agg["metrics"][k]
+    ci = None if m["ci95"] is None else f"{m['ci95'][0]:.3f}-{m['ci95'][1]:.3f}"
+    rows.append([k, " / ".join(f"{v:.3f}" for v in m["values"]), m["mean"], m["std"], ci])
+  table = markdown_table(["metric", "per seed (" + ", ".join(map(str, seeds)) + ")", "mean",
+                          "std", "95% interval"], rows)
+  figures = figure_fn(per_seed, agg, out) if figure_fn else {}
+  summary = dict(agg, per_seed={str(s): os.path.join(seeds_lib.seed_workdir(out, s),
+                                                     name + ".json") for s in seeds},
+                 outputs={"figures": figures})
+  return write_outputs(out, name, summary, table)
+
+
+def spread_of(agg: dict, key: str) -> tuple[float, tuple[float, float] | None]:
+  """(mean, 95% interval or None) of one aggregated metric; (nan, None) if absent."""
+  m = agg["metrics"].get(key)
+  if m is None:
+    return float("nan"), None
+  return m["mean"], (None if m["ci95"] is None else tuple(m["ci95"]))

@@ -108,6 +108,25 @@ def parse_source(text: str) -> tuple[str, str]:
   return label, workdir
 
 
+def seed_figures(per_seed: dict, agg: dict, out: str) -> dict:
+  """Mean AS per evaluation architecture over seeds, each bar with its 95% interval."""
+  from task_discovery import plots
+  first = next(iter(per_seed.values()))
+  eval_archs = first["eval_archs"]
+  keys = {f"discovered with {label}": f"mean_as.{label}" for label in first["mean_as"]}
+  keys.update({family: f"baselines.{family}" for family, v in first["baselines"].items() if v})
+  series, intervals = {}, {}
+  for name, prefix in keys.items():
+    spreads = [common.spread_of(agg, f"{prefix}.{a}") for a in eval_archs]
+    series[name] = [m for m, _ in spreads]
+    intervals[name] = [ci for _, ci in spreads]
+  path = os.path.join(out, NAME + "_over_seeds.png")
+  plots.grouped_bars(list(eval_archs), series, path, ylabel="mean AS over seeds",
+                     title=f"mean AS over seeds {', '.join(map(str, per_seed))} "
+                           "(bars: 95% interval)", intervals=intervals)
+  return {"over_seeds": path}
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
   parser = common.make_parser(__doc__)
   parser.add_argument("--source", dest="sources", action="append", default=[],
@@ -119,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
   parser.add_argument("--eval_archs", type=common.comma_list(str), default=None,
                       help=f"architectures to evaluate with, from {ARCHS}")
   args = parser.parse_args(argv)
+  if args.seeds:
+    return common.run_over_seeds(main, sys.argv[1:] if argv is None else argv, args.out,
+                                 args.seeds, NAME, figure_fn=seed_figures)
   common.setup_logging()
   source_archs, eval_archs, sizes, baselines = SCALES[args.scale]
   source_archs, eval_archs = args.source_archs or source_archs, args.eval_archs or eval_archs

@@ -112,6 +112,23 @@ def plot(rows: list[dict], path: str, title: str) -> None:
   plt.close(fig)
 
 
+def seed_figures(per_seed: dict, agg: dict, out: str) -> dict:
+  """Mean AS of the discovered tasks per grid point over seeds, with 95% intervals."""
+  from task_discovery import plots
+  rows = next(iter(per_seed.values()))["rows"]
+  groups = [point_name(r["num_tasks"], r["diversity_coef"]) for r in rows]
+  series, intervals = {}, {}
+  for key, label in (("mean_as", "mean AS"), ("mean_folded_agreement", "folded agreement")):
+    spreads = [common.spread_of(agg, f"rows.{i}.{key}") for i in range(len(rows))]
+    series[label] = [m for m, _ in spreads]
+    intervals[label] = [ci for _, ci in spreads]
+  path = os.path.join(out, NAME + "_over_seeds.png")
+  plots.grouped_bars(groups, series, path, ylabel="mean over seeds",
+                     title=f"discovered tasks over seeds {', '.join(map(str, per_seed))} "
+                           "(bars: 95% interval)", intervals=intervals)
+  return {"over_seeds": path}
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
   parser = common.make_parser(__doc__)
   parser.add_argument("--num_tasks", type=common.comma_list(int), default=None,
@@ -119,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
   parser.add_argument("--diversity_coefs", type=common.comma_list(float), default=None,
                       help="uniformity coefficients, e.g. 0,1,5,25 (default: the scale's grid)")
   args = parser.parse_args(argv)
+  if args.seeds:  # the table gives each grid point's (rows.I.*) mean AS with its interval
+    return common.run_over_seeds(main, sys.argv[1:] if argv is None else argv, args.out,
+                                 args.seeds, NAME, figure_fn=seed_figures)
   common.setup_logging()
   config = common.load_config(args.config, args.scale)
   common.apply_overrides(config, PRESETS)

@@ -427,6 +427,10 @@ def load(workdir: str, step: int | None = None) -> TaskNetwork:
     try:
       payload = read_meta(mgr, step)
       config = ml_collections.ConfigDict(payload["config"])
+      for section in (config.task.encoder, config.learner):  # saved before the fields existed
+        for field in ("init", "vit_final_norm"):
+          if field not in section:
+            section[field] = workdir_lib.BEHAVIOUR_BEFORE_FIELD[field]
       input_shape = tuple(payload["input_shape"])
       encoder = models.make_encoder(config.task.encoder, input_shape=input_shape,
                                     embedding_dim=config.task.num_tasks)

@@ -15,6 +15,7 @@ import ml_collections
 
 JOBS = ("discover", "agreement", "adversarial_split")
 ADVERSARIAL_SOURCES = ("discovery", "file", "random_network")
+DIVERSITIES = ("uniformity", "mutual_information", "mutual_information_divdis", "none")
 
 
 def model_config(name: str = "resnet18") -> ml_collections.ConfigDict:
@@ -31,12 +32,46 @@ def model_config(name: str = "resnet18") -> ml_collections.ConfigDict:
       vit_head_dim=64,                 # ViT width per head
       vit_mlp_dim=256,                 # ViT MLP hidden width
       vit_norm="batch",                # 'batch' (original's pre-norm) | 'layer'
+      # 'head' (original): a learner normalises the class token in its head, an encoder takes
+      # it unnormalised | 'tokens': one norm over all tokens before taking the class token.
+      vit_final_norm="head",
+      # 'torch' (original): PyTorch's defaults, U(+-1/sqrt(fan_in)) kernels and biases, ViT
+      # tokens N(0, 1) | 'flax': Flax's defaults (LeCun-normal kernels, zero biases, N(0, 0.02)).
+      init="torch",
       conv_impl="auto",                # 'auto' (im2col on CPU, XLA conv elsewhere) | 'xla' | 'im2col'
   ))
 
 
 def base() -> ml_collections.ConfigDict:
-  """All fields with the original's defaults (CIFAR-10, ResNet-18, d = 32)."""
+  """Every field, with the original's defaults where it has one (CIFAR-10, ResNet-18, d = 32).
+
+  The original's (its `train-as-uniformity.py`, `as-uniformity-default.yaml` and README
+  command): ResNet-18 learners and encoder initialised as PyTorch does (`init='torch'`); d = 32
+  tasks (README command; the yaml has 128) of temperature 5; uniformity loss with t = 2 and
+  coefficient 5 (the yaml; the README command uses 25); T = 50 unrolled SGD steps on batches of
+  512, lr 0.01 on `0.5 * (l0 + l1)` (0.005 per learner), the same learner initialisation every
+  meta-step, one held-out batch of 512; one task per meta-step, the d tasks reshuffled every
+  cycle (`meta.task_order`); encoder trained with Adam 1e-3 for 100,000 meta-steps; the
+  meta-validation images disjoint from the images that score the tasks (`data.meta_val_fraction`);
+  evaluation with two learners, Adam 1e-3, batch 512, 100 epochs, on the 126 human 5-vs-5 tasks.
+  With `task.diversity='mutual_information'`: the original's MI loss and Gaussian directions.
+
+  Where this differs, and why:
+    * Data parts: the original trains on 45k, meta-validates on 5k (both from CIFAR-10's
+      training split) and scores tasks on the 10k test split; here the three parts come from
+      one source split (`data.split`): 80% / 10% / 10%, i.e. 40k / 5k / 5k on CIFAR-10, so that
+      every dataset (digits has no test split) works the same way and the 5k held-out part
+      matches the original's released AS reference (45k / 5k).
+    * `eval.num_random_tasks` = 8 and everything under `mesh`, `distributed`, `checkpoint`,
+      `adversarial`: this library's, the original has no counterpart.
+    * `meta.meta_batch_size`, `meta.estimator`, `inner.optimizer`, `inner.random_init`,
+      `inner.num_learners`, `inner.data_mode`: the original's values, other values are options.
+    * `inner.remat`, `inner.remat_block`, `inner.learner_updates`, `inner.encoder_mode`,
+      `*.conv_impl`: how the same math is computed (memory, speed); results differ by rounding.
+    * BatchNorm keeps the biased batch variance as its running variance (PyTorch: unbiased);
+      see `models`.
+  Config files under `configs/` change what their dataset and machine need; each says why.
+  """
   c = ml_collections.ConfigDict()
   c.job = "discover"                   # 'discover' | 'agreement' | 'adversarial_split'
   c.seed = 0                           # root seed of every random draw except the data split
@@ -48,6 +83,12 @@ def base() -> ml_collections.ConfigDict:
       split="train",                   # which split of the source to use
       num_images=0,                    # 0 = all, else a seeded subset of this size
       heldout_fraction=0.1,            # original: 5k of CIFAR-10's 50k training images
+      # Meta-validation part: the held-out images of the differentiable AS during discovery,
+      # disjoint from the training part and from the held-out part that the evaluation scores,
+      # as the original (its val split steers discovery, its test split scores the tasks).
+      # Original: 5k of 50k. 0 = take them from the held-out part (the evaluation then scores
+      # images that steered discovery).
+      meta_val_fraction=0.1,
       split_seed=0,                    # seed of the subset and the train/held-out split
   ))
 
@@ -59,8 +100,13 @@ def base() -> ml_collections.ConfigDict:
       encoder=model_config("resnet18"),
       num_tasks=32,                    # d: embedding size = number of discovered tasks
       temperature=5.0,                 # task logits = temperature * [-<w,h>, <w,h>]
-      rotation_seed=0,                 # seed of the Haar-random orthonormal task directions
-      diversity="uniformity",          # 'uniformity' (original) | 'mutual_information' | 'none'
+      # seed of the task directions: rows of a Haar-random rotation, or for
+      # diversity='mutual_information' rows of N(0, 1) draws (the original's)
+      rotation_seed=0,
+      # 'uniformity' (original's default) | 'mutual_information' (the original's MI loss: log of
+      # the summed pairwise MI, Gaussian directions) | 'mutual_information_divdis' (mean
+      # pairwise MI, as DivDis, orthonormal directions) | 'none'
+      diversity="uniformity",
       uniformity_t=2.0,                # t in log mean exp(-t ||z_i - z_j||^2)
       diversity_coef=5.0,              # original config: 5; its README command: 25
   ))
@@ -97,8 +143,11 @@ def base() -> ml_collections.ConfigDict:
 
   # Outer loop: meta-training of the task network.
   c.meta = ml_collections.ConfigDict(dict(
-      num_steps=10000,                 # meta-steps
+      num_steps=100000,                # meta-steps (the original's default)
       meta_batch_size=1,               # tasks per meta-step (1 = original: cycle over tasks)
+      # 'shuffled' (original): the d tasks in a fresh order every cycle (from config.seed and
+      # the cycle) | 'cyclic': 0, 1, ..., d-1 every cycle
+      task_order="shuffled",
       optimizer="adam",                # optimiser of the encoder
       learning_rate=1e-3,
       estimator="full",                # 'full' backprop | 'truncated' (last K inner steps only)
@@ -219,11 +268,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
   `models`, dataset names by `datasets`."""
   _check(c.job in JOBS, "job", f"{c.job!r} is not one of {JOBS}")
   _check(0 < c.data.heldout_fraction < 1, "data.heldout_fraction", "must be in (0, 1)")
+  _check(0 <= c.data.meta_val_fraction < 1 - c.data.heldout_fraction, "data.meta_val_fraction",
+         "must be in [0, 1 - data.heldout_fraction): the training part must not be empty")
   _check(c.data.num_images >= 0, "data.num_images", "must be >= 0 (0 = all images)")
   _check(c.task.num_tasks >= 1, "task.num_tasks", "must be >= 1")
   _check(c.task.temperature > 0, "task.temperature", "must be > 0")
-  _check(c.task.diversity in ("uniformity", "mutual_information", "none"), "task.diversity",
-         "must be 'uniformity', 'mutual_information' or 'none'")
+  _check(c.task.diversity in DIVERSITIES, "task.diversity", f"must be one of {DIVERSITIES}")
   _check(c.task.diversity_coef >= 0, "task.diversity_coef", "must be >= 0")
   _check(c.inner.num_steps >= 1, "inner.num_steps", "must be >= 1")
   _check(c.inner.data_mode in ("meta", "full"), "inner.data_mode", "must be 'meta' or 'full'")
@@ -239,6 +289,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _check(c.inner.optimizer != "adam" or c.inner.eps_root > 0, "inner.eps_root",
          "must be > 0 for optimizer='adam', or the meta-gradient is not finite")
   _check(c.meta.meta_batch_size >= 1, "meta.meta_batch_size", "must be >= 1")
+  _check(c.meta.task_order in ("shuffled", "cyclic"), "meta.task_order",
+         "must be 'shuffled' or 'cyclic'")
   _check(c.meta.meta_batch_size <= c.task.num_tasks, "meta.meta_batch_size",
          "must not exceed task.num_tasks")
   _check(c.meta.num_steps >= 0, "meta.num_steps", "must be >= 0")

@@ -1,4 +1,5 @@
-"""Image-classification datasets as in-memory numpy arrays, split into train and held-out parts.
+"""Image-classification datasets as in-memory numpy arrays, split into train, meta-validation
+and held-out parts.
 
 Everything is loaded once into host memory (the experiments put the whole dataset on the device and
 draw minibatch indices inside the jitted step), normalised per channel with the mean/std of the
@@ -46,18 +47,24 @@ class DatasetNotFoundError(FileNotFoundError):
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: arrays make field-wise == ambiguous.
 class Dataset:
-  """A normalised image-classification dataset with a fixed train / held-out split.
+  """A normalised image-classification dataset with a fixed train / meta-val / held-out split.
 
   Attributes:
     name: Dataset name from the config, e.g. 'cifar10'.
     images: [N, H, W, C] float32, ``(raw - mean) / std`` with raw pixels in [0, 1].
     labels: [N] int32 class labels in [0, num_classes).
     train_idx: [N_train] int32 sorted indices into ``images``.
-    heldout_idx: [N_heldout] int32 sorted indices, disjoint from ``train_idx``; together all N.
+    heldout_idx: [N_heldout] int32 sorted indices, disjoint from ``train_idx``: the images on
+      which the evaluation scores the AS.
     num_classes: Number of classes.
     mean: [C] float32 per-channel mean of the raw [0, 1] training images.
     std: [C] float32 per-channel (population) standard deviation of the same.
     class_names: One name per class.
+    meta_val_idx: [N_meta_val] int32 sorted indices disjoint from both (empty when
+      ``meta_val_fraction`` is 0): the held-out images of the differentiable AS during
+      discovery, so that the images which score a discovered task never steered its discovery
+      (the original takes them from its data module's validation split and scores on the test
+      split). The three parts together are all N images.
   """
   name: str
   images: np.ndarray
@@ -68,6 +75,8 @@ class Dataset:
   mean: np.ndarray
   std: np.ndarray
   class_names: tuple[str, ...]
+  meta_val_idx: np.ndarray = dataclasses.field(
+      default_factory=lambda: np.zeros(0, np.int32))
 
   @property
   def input_shape(self) -> tuple[int, int, int]:
@@ -140,12 +149,15 @@ def load_dataset(config) -> Dataset:
 
   The subset and the split come from one ``np.random.default_rng(split_seed)``: first the
   ``num_images`` subset (sorted, so images keep their source order), then a permutation whose first
-  ``round_half_up(heldout_fraction * N)`` entries (clamped to [1, N - 1]) form the held-out part.
+  ``round_half_up(heldout_fraction * N)`` entries (clamped to [1, N - 1]) form the held-out part,
+  the next ``round_half_up(meta_val_fraction * N)`` the meta-validation part, the rest the
+  training part. The held-out part does not depend on ``meta_val_fraction``.
 
   Args:
     config: The ``data`` section of the experiment config with fields ``name``, ``source``
       ('auto' | 'sklearn' | 'idx' | 'tfds'), ``data_dir`` ('' = default), ``split`` ('train'),
-      ``num_images`` (0 = all), ``heldout_fraction`` (0.1) and ``split_seed`` (0).
+      ``num_images`` (0 = all), ``heldout_fraction`` (0.1), ``meta_val_fraction`` (0 when
+      absent) and ``split_seed`` (0).
 
   Returns:
     The ``Dataset``.
@@ -162,9 +174,14 @@ def load_dataset(config) -> Dataset:
   split = getattr(config, 'split', 'train')
   num_images = int(getattr(config, 'num_images', 0))
   heldout_fraction = float(getattr(config, 'heldout_fraction', 0.1))
+  meta_val_fraction = float(getattr(config, 'meta_val_fraction', 0.0))
   split_seed = int(getattr(config, 'split_seed', 0))
   if not 0.0 < heldout_fraction < 1.0:
     raise ValueError(f'data.heldout_fraction must be in (0, 1), got {heldout_fraction}.')
+  if not 0.0 <= meta_val_fraction < 1.0 - heldout_fraction:
+    raise ValueError(f'data.meta_val_fraction must be in [0, 1 - data.heldout_fraction) = '
+                     f'[0, {1.0 - heldout_fraction:g}), got {meta_val_fraction}: lower it or '
+                     'data.heldout_fraction.')
   if num_images < 0:
     raise ValueError(f'data.num_images must be >= 0 (0 = all), got {num_images}.')
   if source == 'auto':
@@ -193,9 +210,15 @@ def load_dataset(config) -> Dataset:
     raise ValueError(f'{name}: need at least 2 images to split, got {n}.')
   # Round half up (not Python's round-half-even), keeping both parts non-empty.
   num_heldout = min(max(int(math.floor(heldout_fraction * n + 0.5)), 1), n - 1)
+  num_meta_val = int(math.floor(meta_val_fraction * n + 0.5)) if meta_val_fraction else 0
+  if meta_val_fraction and not 1 <= num_meta_val <= n - num_heldout - 1:
+    raise ValueError(f'{name}: data.meta_val_fraction={meta_val_fraction} gives {num_meta_val} '
+                     f'meta-validation images of {n}, leaving no training part or none for '
+                     'meta-validation; change data.meta_val_fraction or data.num_images.')
   perm = rng.permutation(n)
   heldout_idx = np.sort(perm[:num_heldout]).astype(np.int32)
-  train_idx = np.sort(perm[num_heldout:]).astype(np.int32)
+  meta_val_idx = np.sort(perm[num_heldout:num_heldout + num_meta_val]).astype(np.int32)
+  train_idx = np.sort(perm[num_heldout + num_meta_val:]).astype(np.int32)
 
   images = _to_unit_float(raw)
   mean, std = _channel_stats(images, train_idx)
@@ -204,7 +227,7 @@ def load_dataset(config) -> Dataset:
   images -= mean  # In place: CIFAR-10 as float32 is already 600 MB.
   images /= std
   arrays = dict(images=images, labels=labels.astype(np.int32), train_idx=train_idx,
-                heldout_idx=heldout_idx, mean=mean, std=std)
+                heldout_idx=heldout_idx, meta_val_idx=meta_val_idx, mean=mean, std=std)
   for array in arrays.values():
     array.flags.writeable = False  # The dataclass is frozen; so are its arrays.
   return Dataset(name=name, num_classes=num_classes, class_names=tuple(class_names), **arrays)

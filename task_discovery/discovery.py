@@ -45,11 +45,18 @@ def build_models(config, dataset: datasets.Dataset) -> tuple[models.Model, model
   return encoder, learner
 
 
+def meta_heldout_idx(dataset: datasets.Dataset) -> np.ndarray:
+  """The images of the differentiable AS's held-out batch: the meta-validation part, or the
+  held-out part when `data.meta_val_fraction` is 0."""
+  return dataset.meta_val_idx if len(dataset.meta_val_idx) else dataset.heldout_idx
+
+
 def device_data(dataset: datasets.Dataset) -> dict:
-  """The dataset as device arrays; minibatches are gathered inside the compiled step."""
+  """The dataset as device arrays; minibatches are gathered inside the compiled step.
+  `heldout_idx` is the meta-step's held-out part (`meta_heldout_idx`)."""
   return {"images": jnp.asarray(dataset.images),
           "train_idx": jnp.asarray(dataset.train_idx, jnp.int32),
-          "heldout_idx": jnp.asarray(dataset.heldout_idx, jnp.int32)}
+          "heldout_idx": jnp.asarray(meta_heldout_idx(dataset), jnp.int32)}
 
 
 def _check_finite(step: int, values: dict[str, float], workdir: str, last_saved,
@@ -98,7 +105,8 @@ def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
   encoder, learner = build_models(config, dataset)
   key = jax.random.PRNGKey(config.seed)
   inputs.check_batch_sizes(config, num_train=len(dataset.train_idx),
-                           num_heldout=len(dataset.heldout_idx))
+                           num_heldout=len(dataset.heldout_idx),
+                           num_meta_val=len(dataset.meta_val_idx))
   main_process = sharding.is_main_process()
   mgr = checkpoints.manager(workdir, max_to_keep=config.checkpoint.max_to_keep)
   payload = checkpoints.make_meta(config, dataset)
@@ -179,7 +187,7 @@ def export_tasks(workdir: str, dataset: datasets.Dataset, encoder: models.Model,
   if sharding.is_main_process():
     tasks.save_task_labels(os.path.join(workdir, "tasks"), labels, scores=scores,
                            train_idx=dataset.train_idx, heldout_idx=dataset.heldout_idx,
-                           class_labels=dataset.labels)
+                           meta_val_idx=dataset.meta_val_idx, class_labels=dataset.labels)
   return labels, scores
 
 
@@ -212,9 +220,10 @@ def evaluate(config, workdir: str, dataset: datasets.Dataset, labels: np.ndarray
 def train_and_evaluate(config, workdir: str) -> dict:
   """The whole `discover` job."""
   dataset = datasets.load_dataset(config.data)
-  logging.info("dataset %s: %d images %s, %d train / %d held-out, %d classes", dataset.name,
-               dataset.num_images, dataset.input_shape, len(dataset.train_idx),
-               len(dataset.heldout_idx), dataset.num_classes)
+  logging.info("dataset %s: %d images %s, %d train / %d meta-validation / %d held-out, %d "
+               "classes", dataset.name, dataset.num_images, dataset.input_shape,
+               len(dataset.train_idx), len(dataset.meta_val_idx), len(dataset.heldout_idx),
+               dataset.num_classes)
   t0 = time.perf_counter()
   state, encoder = train(config, workdir, dataset)
   train_seconds = time.perf_counter() - t0

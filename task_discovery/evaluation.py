@@ -96,6 +96,7 @@ def write_family_outputs(workdir: str, dataset: datasets.Dataset, sections: dict
       workdir, dataset={"name": dataset.name, "num_images": dataset.num_images,
                         "num_train": int(len(dataset.train_idx)),
                         "num_heldout": int(len(dataset.heldout_idx)),
+                        "num_meta_val": int(len(dataset.meta_val_idx)),
                         "num_classes": dataset.num_classes},
       tasks=kept + sections["tasks"], summary=sections["summary"])
   per_family = {}

@@ -28,7 +28,9 @@ def ignored_options(config) -> tuple[list[str], list[str]]:
                   "evaluate the tasks of that file")
   if job != "adversarial_split":
     defaults = config_lib.base().adversarial
-    changed = sorted(k for k in a.keys() if a[k] != defaults[k])
+    # ConfigDict equality also compares the lock state: compare values only.
+    plain = lambda v: v.to_dict() if hasattr(v, "to_dict") else v
+    changed = sorted(k for k in a.keys() if plain(a[k]) != plain(defaults[k]))
     if changed:
       warnings.append(f"adversarial.{{{', '.join(changed)}}} changed from the defaults, but only "
                       f"job='adversarial_split' reads the adversarial section (job={job!r})")
@@ -51,25 +53,29 @@ def check_options(config) -> None:
     raise ValueError("options that this job would ignore:\n  " + "\n  ".join(errors))
 
 
-def check_batch_sizes(config, *, num_train: int, num_heldout: int) -> None:
+def check_batch_sizes(config, *, num_train: int, num_heldout: int, num_meta_val: int = 0
+                      ) -> None:
   """Batch sizes must fit the dataset part each draws from (no silent clipping or repeats).
 
   Checks, for `config.job`: 'discover': `inner.batch_size` <= training part, and
-  `inner.heldout_batch_size` <= held-out part; 'discover' and 'agreement': `eval.batch_size` <=
-  training part (checked before meta-training, not after it).
+  `inner.heldout_batch_size` <= the meta-validation part (the held-out part when there is none,
+  `num_meta_val` = 0); 'discover' and 'agreement': `eval.batch_size` <= training part (checked
+  before meta-training, not after it).
 
   Raises:
     ValueError: naming every field too large, the part's size and the data fields that set it.
   """
   problems = []
-  parts = "(data.num_images and data.heldout_fraction set the parts)"
+  parts = "(data.num_images, data.heldout_fraction and data.meta_val_fraction set the parts)"
   if config.job == "discover":
     if config.inner.batch_size > num_train:
       problems.append(f"inner.batch_size={config.inner.batch_size} exceeds the {num_train} "
                       "images of the training part")
-    if config.inner.heldout_batch_size > num_heldout:
+    part, size = (("meta-validation", num_meta_val) if num_meta_val
+                  else ("held-out", num_heldout))
+    if config.inner.heldout_batch_size > size:
       problems.append(f"inner.heldout_batch_size={config.inner.heldout_batch_size} exceeds the "
-                      f"{num_heldout} images of the held-out part")
+                      f"{size} images of the {part} part")
   if config.job in ("discover", "agreement") and config.eval.batch_size > num_train:
     problems.append(f"eval.batch_size={config.eval.batch_size} exceeds the {num_train} images of "
                     "the training part")

@@ -3,7 +3,8 @@
 Override any field with `--config.section.field=value`, e.g. `--config.job=agreement`.
 `--config_json=WORKDIR/config.json` starts from a saved config instead of a config file (read as
 data, never executed; overrides apply on top). `--break_lock` removes a lock left in the workdir
-by a run that no longer exists. This module only parses flags; every job is an importable
+by a run that no longer exists. `--seeds=0,1,2` runs the job once per seed (`config.seed`) in
+`WORKDIR/seed_S/` and writes the spread over seeds to `WORKDIR/report.json` (see `seeds`). This module only parses flags; every job is an importable
 function of (config, workdir).
 """
 
@@ -31,6 +32,10 @@ _CONFIG_JSON = flags.DEFINE_string(
     "config_json", None, "Path to a saved config.json (e.g. WORKDIR/config.json), read as data; "
     "instead of --config. Overrides --config.FIELD=VALUE apply on top.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and reports.")
+_SEEDS = flags.DEFINE_string(
+    "seeds", "", "Comma-separated seeds, e.g. 0,1,2: run the job once per seed (config.seed) in "
+    "WORKDIR/seed_S/ and write per-seed values, mean, std and 95% t-interval to "
+    "WORKDIR/report.json. Empty: one run with config.seed in WORKDIR.")
 _BREAK_LOCK = flags.DEFINE_bool(
     "break_lock", False, "Remove the workdir's lock if its holder is a dead process of this host "
     "(or a process of another host) before starting.")
@@ -80,6 +85,18 @@ def run_job(config, workdir: str, *, break_lock: bool = False):
     return _run(config, workdir)
 
 
+def run_seeds(config, workdir: str, seeds, *, break_lock: bool = False) -> dict:
+  """`run_job` once per seed in `WORKDIR/seed_S/`, then the spread over seeds (`seeds.run_seeds`)
+  in `WORKDIR/report.json`, printed as a summary. A rerun resumes or reuses each seed's run."""
+  from task_discovery import seeds as seeds_lib
+  config_lib.validate(config)
+  agg = seeds_lib.run_seeds(config, workdir, seeds,
+                            lambda c, w: run_job(c, w, break_lock=break_lock))
+  if sharding.is_main_process():
+    print(seeds_lib.format_summary(agg), flush=True)
+  return agg
+
+
 def _run(config, workdir: str):
   if config.job == "agreement":
     from task_discovery import evaluation
@@ -117,7 +134,14 @@ def main(argv):
   sharding.initialize_distributed(_CONFIG.value)
   workdir = os.path.abspath(_WORKDIR.value)
   logging.info("job=%s workdir=%s", _CONFIG.value.job, workdir)
-  run_job(_CONFIG.value, workdir, break_lock=_BREAK_LOCK.value)
+  if _SEEDS.value:
+    from task_discovery import seeds as seeds_lib
+    seeds = seeds_lib.parse_seeds(_SEEDS.value)
+    if _CONFIG.value.seed != config_lib.base().seed:
+      logging.warning("--seeds=%s replaces config.seed=%d", _SEEDS.value, _CONFIG.value.seed)
+    run_seeds(_CONFIG.value, workdir, seeds, break_lock=_BREAK_LOCK.value)
+  else:
+    run_job(_CONFIG.value, workdir, break_lock=_BREAK_LOCK.value)
   logging.info("done: results in %s", workdir)
 
 

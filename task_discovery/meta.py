@@ -123,6 +123,9 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config) -> Call
       return task_network.uniformity_loss(h, task.uniformity_t)
     if task.diversity == "mutual_information":
       return task_network.mutual_information_loss(h, directions_all, task.temperature)
+    if task.diversity == "mutual_information_divdis":
+      return task_network.mean_pairwise_mutual_information_loss(h, directions_all,
+                                                                task.temperature)
     return jnp.zeros((), h.dtype)
 
   def encode(theta, enc_stats, images, batch_idx):
@@ -210,10 +213,39 @@ def global_norm(tree) -> jax.Array:
   return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
 
-def task_ids_for_step(step: jax.Array, meta_batch_size: int, num_tasks: int) -> jax.Array:
-  """Tasks of a meta-step: the original cycles over the d tasks one per step; a meta-batch
-  takes the next `meta_batch_size` of the cycle."""
-  return (step * meta_batch_size + jnp.arange(meta_batch_size)) % num_tasks
+# fold_in data of the task-order stream: no meta-step key uses it (steps are int32 >= 0).
+TASK_ORDER_STREAM = 0xFFFFFFFF
+
+
+def task_ids_for_step(step: jax.Array, meta_batch_size: int, num_tasks: int,
+                      key: jax.Array | None = None) -> jax.Array:
+  """Tasks of a meta-step: `[meta_batch_size]` indices into the d tasks.
+
+  The tasks are visited in cycles of d, one per step (the original); a meta-batch takes the
+  next `meta_batch_size` of the sequence (it may span two cycles, and then hold a task twice
+  unless `meta_batch_size` divides d). Without `key` every cycle is 0, 1, ..., d-1. With
+  `key`, cycle c is `jax.random.permutation(fold_in(key, c), d)`: a fresh order every cycle, as
+  the original's shuffling loader over the task indices, and a function of the key and the
+  step alone, so a resumed run draws the same order.
+  """
+  positions = step * meta_batch_size + jnp.arange(meta_batch_size)
+  offsets = positions % num_tasks
+  if key is None:
+    return offsets
+  cycles = positions // num_tasks
+  orders = jax.vmap(lambda c: jax.random.permutation(jax.random.fold_in(key, c), num_tasks))(
+      cycles)  # [meta_batch_size, d]
+  return orders[jnp.arange(meta_batch_size), offsets]
+
+
+def task_order_key(root: jax.Array, task_order: str) -> jax.Array | None:
+  """The key of `task_ids_for_step` for `meta.task_order`: None for 'cyclic', a stream of the
+  root key (disjoint from the per-step keys `fold_in(root, step)`) for 'shuffled'."""
+  if task_order == "cyclic":
+    return None
+  if task_order != "shuffled":
+    raise ValueError(f"meta.task_order={task_order!r} is not one of 'shuffled', 'cyclic'")
+  return jax.random.fold_in(root, jnp.uint32(TASK_ORDER_STREAM))
 
 
 def make_meta_step(encoder: models.Model, learner: models.Model, config, *,
@@ -225,7 +257,8 @@ def make_meta_step(encoder: models.Model, learner: models.Model, config, *,
 
   `state` is a dict pytree: step, params, batch_stats (encoder), opt_state, learner_init
   (`[L, ...]` fixed learner variables), directions (`[d, d]`), key (root PRNG key data).
-  `data` is a dict: images `[N, H, W, C]`, train_idx `[n]`, heldout_idx `[m]`.
+  `data` is a dict: images `[N, H, W, C]`, train_idx `[n]`, heldout_idx `[m]` (the images of
+  the differentiable AS's held-out batch: `discovery` passes the meta-validation part).
   Keys are `fold_in(root, step)`, so a resumed run draws the same numbers.
   """
   meta_loss = make_meta_loss(encoder, learner, config)
@@ -235,9 +268,11 @@ def make_meta_step(encoder: models.Model, learner: models.Model, config, *,
   grad_fn = jax.value_and_grad(meta_loss, has_aux=True)
 
   def meta_step(state, data):
-    key = jax.random.fold_in(jax.random.wrap_key_data(state["key"]), state["step"])
+    root = jax.random.wrap_key_data(state["key"])
+    key = jax.random.fold_in(root, state["step"])
     data_key, init_key, heldout_key = jax.random.split(key, 3)
-    task_ids = task_ids_for_step(state["step"], meta.meta_batch_size, config.task.num_tasks)
+    task_ids = task_ids_for_step(state["step"], meta.meta_batch_size, config.task.num_tasks,
+                                 task_order_key(root, meta.get("task_order", "shuffled")))
     directions = state["directions"][task_ids]
     if inner.random_init:
       keys = jax.random.split(init_key, meta.meta_batch_size * inner.num_learners)
@@ -268,6 +303,14 @@ def make_meta_step(encoder: models.Model, learner: models.Model, config, *,
   return meta_step
 
 
+def task_directions(task_config) -> np.ndarray:
+  """`[d, d]` task directions: Gaussian rows for `diversity='mutual_information'` (the
+  original's), else the orthonormal rows of a Haar-random rotation; seeded by `rotation_seed`."""
+  if task_config.diversity == "mutual_information":
+    return task_network.gaussian_directions(task_config.num_tasks, task_config.rotation_seed)
+  return task_network.haar_directions(task_config.num_tasks, task_config.rotation_seed)
+
+
 def init_state(encoder: models.Model, learner: models.Model, config, key: jax.Array) -> dict:
   """Initial discovery state (see `make_meta_step`)."""
   enc_key, learner_key = jax.random.split(jax.random.fold_in(key, 0))
@@ -281,8 +324,7 @@ def init_state(encoder: models.Model, learner: models.Model, config, key: jax.Ar
       "batch_stats": variables.get("batch_stats", {}),
       "opt_state": outer.init(variables["params"]),
       "learner_init": learner_init,
-      "directions": jnp.asarray(task_network.haar_directions(config.task.num_tasks,
-                                                             config.task.rotation_seed)),
+      "directions": jnp.asarray(task_directions(config.task)),
       "key": jax.random.key_data(key),
   }
 

@@ -19,6 +19,9 @@ Conventions other modules can rely on:
     is the weight of the old running average, PyTorch's the weight of the new batch). Running
     variances are the biased batch variance (PyTorch stores the unbiased one).
   * ``batch_stats`` is ``{}`` for a model without BatchNorm, in init and in apply alike.
+  * Parameters start as PyTorch initialises the original's layers (``init='torch'``, the
+    default, `torch_init`) or with Flax's defaults (``init='flax'``: LeCun-normal kernels, zero
+    biases, N(0, 0.02) ViT tokens).
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ import jax.numpy as jnp
 _NAMES = ("mlp", "cnn", "resnet18", "vit")
 _CONV_IMPLS = ("auto", "xla", "im2col")
 _VIT_NORMS = ("batch", "layer")
+_VIT_FINAL_NORMS = ("head", "tokens")
+INITS = ("torch", "flax")
 # Weight of the old running average in every BatchNorm update: r <- m * r + (1 - m) * batch stat.
 BATCH_NORM_MOMENTUM = 0.9
 
@@ -295,6 +300,10 @@ class ViT(nn.Module):
 
   With ``norm='batch'`` (the original) every norm is a BatchNorm over the feature dimension,
   with statistics over batch and tokens; ``norm='layer'`` uses LayerNorm and has no batch_stats.
+  ``final_norm='head'`` (the original) returns the class token as it leaves the last block: a
+  classifier normalises it in its head (`_Classifier`), an encoder projects it as it is (the
+  original's ``penultimate`` output). ``'tokens'`` normalises all tokens first, then takes the
+  class token.
   """
   patch_size: int = 4
   dim: int = 256
@@ -303,6 +312,7 @@ class ViT(nn.Module):
   head_dim: int = 64
   mlp_dim: int = 256
   norm: str = "batch"
+  final_norm: str = "head"
   dtype: Any = jnp.float32
 
   def _norm(self, x: jax.Array, train: bool) -> jax.Array:
@@ -330,6 +340,8 @@ class ViT(nn.Module):
       x = x + dense(self.dim)(y.reshape(b, -1, self.num_heads * self.head_dim))
       y = nn.gelu(dense(self.mlp_dim)(self._norm(x, train)), approximate=False)
       x = x + dense(self.dim)(y)
+    if self.final_norm == "head":
+      return x[:, 0]  # CLS pooling: [B, dim]
     return self._norm(x, train)[:, 0]  # CLS pooling: [B, dim]
 
 
@@ -342,6 +354,14 @@ class _Classifier(nn.Module):
   def __call__(self, x: jax.Array | None, train: bool, **backbone_kwargs) -> jax.Array:
     x = None if x is None else x.astype(self.dtype)
     features = self.backbone(x, train, **backbone_kwargs)
+    if isinstance(self.backbone, ViT) and self.backbone.final_norm == "head":
+      # The original's ViT head: BatchNorm1d (or LayerNorm) of the class token, then Linear.
+      if self.backbone.norm == "batch":
+        features = _batch_norm(self.dtype, name="head_norm")(features,
+                                                             use_running_average=not train)
+      else:
+        features = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, param_dtype=self.dtype,
+                                name="head_norm")(features)
     return nn.Dense(self.num_outputs, dtype=self.dtype, param_dtype=self.dtype,
                     name="head")(features)
 
@@ -384,19 +404,86 @@ def _make_backbone(config: Any, input_shape: Sequence[int], dtype: Any) -> nn.Mo
     norm = getattr(config, "vit_norm", "batch")
     if norm not in _VIT_NORMS:
       raise ValueError(f"vit_norm={norm!r} is not one of {_VIT_NORMS}.")
+    final_norm = getattr(config, "vit_final_norm", "head")
+    if final_norm not in _VIT_FINAL_NORMS:
+      raise ValueError(f"vit_final_norm={final_norm!r} is not one of {_VIT_FINAL_NORMS}.")
     return ViT(patch, getattr(config, "vit_dim", 256), getattr(config, "vit_depth", 6),
                getattr(config, "vit_num_heads", 6), getattr(config, "vit_head_dim", 64),
-               getattr(config, "vit_mlp_dim", 256), norm, dtype=dtype)
+               getattr(config, "vit_mlp_dim", 256), norm, final_norm, dtype=dtype)
   raise ValueError(f"Unknown model name {name!r}; choose one of {_NAMES}.")
 
 
-def _functional(module: nn.Module, input_shape: Sequence[int], dtype: Any) -> Model:
-  """Wraps a Linen module with ``__call__(x, train)`` into a pure `Model`."""
+def resolve_init(config: Any) -> str:
+  """``config.init`` (default ``'torch'``), checked.
+
+  Raises:
+    ValueError: for a value other than ``'torch'`` or ``'flax'``.
+  """
+  init = getattr(config, "init", "torch")
+  if init not in INITS:
+    raise ValueError(f"init={init!r} is not one of {INITS}: 'torch' draws parameters as PyTorch "
+                     "does (the original), 'flax' keeps Flax's defaults.")
+  return init
+
+
+def _uniform_like_torch(key: jax.Array, shape: Sequence[int], fan_in: int, dtype: Any
+                        ) -> jax.Array:
+  """U(-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn as a matrix (or vector) and reshaped.
+
+  As for `_conv_kernel_init`: XLA:CPU compiles the sampler for a rank-4 shape several times
+  slower than for a matrix; the distribution does not depend on the layout.
+  """
+  bound = 1.0 / math.sqrt(fan_in)
+  flat_shape = (math.prod(shape[:-1]), shape[-1]) if len(shape) > 1 else tuple(shape)
+  return jax.random.uniform(key, flat_shape, dtype, -bound, bound).reshape(shape)
+
+
+def torch_init(params: dict, key: jax.Array) -> dict:
+  """Redraws ``params`` as PyTorch initialises the original's layers.
+
+  * Dense and convolution kernels (``kernel``, ``[..., fan_out]``, fan_in = product of the other
+    dimensions: ``in_features`` or ``k * k * cin``): ``kaiming_uniform_(a=sqrt(5))``, i.e.
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), variance 1 / (3 fan_in).
+  * Their biases (a ``bias`` next to a ``kernel``): U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+  * BatchNorm and LayerNorm (``scale``, ``bias`` without a kernel): scale 1, bias 0, as Flax
+    already draws them.
+  * The ViT's ``cls_token`` and ``pos_embedding``: N(0, 1) (``torch.randn`` in the original).
+
+  Args:
+    params: a model's ``variables['params']`` (from Flax's ``init``: shapes and dtypes).
+    key: PRNG key; each leaf gets ``fold_in(key, i)`` for its position i in path order.
+
+  Returns:
+    params of the same structure, shapes and dtypes.
+  """
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  kernels = {tuple(p[:-1]): leaf for p, leaf in flat if p[-1].key == "kernel"}
+  new = []
+  for i, (path, leaf) in enumerate(flat):
+    name, leaf_key = path[-1].key, jax.random.fold_in(key, i)
+    kernel = kernels.get(tuple(path[:-1]))
+    if name in ("kernel", "bias") and kernel is not None:
+      fan_in = math.prod(kernel.shape[:-1])
+      new.append(_uniform_like_torch(leaf_key, leaf.shape, fan_in, leaf.dtype))
+    elif name in ("cls_token", "pos_embedding"):
+      new.append(jax.random.normal(leaf_key, leaf.shape, leaf.dtype))
+    else:
+      new.append(leaf)
+  return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), new)
+
+
+def _functional(module: nn.Module, input_shape: Sequence[int], dtype: Any,
+                init_scheme: str = "flax") -> Model:
+  """Wraps a Linen module with ``__call__(x, train)`` into a pure `Model`; ``init_scheme``
+  ``'torch'`` redraws the parameters with `torch_init`."""
 
   def init(key: jax.Array) -> dict:
     # Eval mode at init: running statistics are created but not updated.
     variables = module.init(key, jnp.zeros((1, *input_shape), dtype), train=False)
-    return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+    params = variables["params"]
+    if init_scheme == "torch":
+      params = torch_init(params, jax.random.fold_in(key, 1))
+    return {"params": params, "batch_stats": variables.get("batch_stats", {})}
 
   def run(variables: dict, x: jax.Array | None, train: bool, **kwargs
           ) -> tuple[jax.Array, dict]:
@@ -426,7 +513,8 @@ def make_model(config: Any, *, input_shape: Sequence[int], num_outputs: int,
 
   Args:
     config: Object with attribute ``name`` ('mlp', 'cnn', 'resnet18', 'vit') and optional
-      ``mlp_widths``, ``cnn_widths``, ``resnet_width``, ``vit_*`` and ``conv_impl`` fields.
+      ``mlp_widths``, ``cnn_widths``, ``resnet_width``, ``vit_*``, ``conv_impl`` and ``init``
+      (``'torch'``, the default: `torch_init`; ``'flax'``: Flax's defaults) fields.
     input_shape: ``(H, W, C)`` of one example.
     num_outputs: Width of the output layer.
     dtype: Parameter and compute dtype.
@@ -435,7 +523,8 @@ def make_model(config: Any, *, input_shape: Sequence[int], num_outputs: int,
     A `Model` whose ``apply`` returns ``[B, num_outputs]`` outputs.
   """
   backbone = _make_backbone(config, input_shape, dtype)
-  return _functional(_Classifier(backbone, num_outputs, dtype=dtype), input_shape, dtype)
+  return _functional(_Classifier(backbone, num_outputs, dtype=dtype), input_shape, dtype,
+                     resolve_init(config))
 
 
 def make_encoder(config: Any, *, input_shape: Sequence[int], embedding_dim: int,
@@ -452,4 +541,5 @@ def make_encoder(config: Any, *, input_shape: Sequence[int], embedding_dim: int,
     A `Model` whose ``apply`` returns ``[B, embedding_dim]`` embeddings.
   """
   backbone = _make_backbone(config, input_shape, dtype)
-  return _functional(_Encoder(backbone, embedding_dim, dtype=dtype), input_shape, dtype)
+  return _functional(_Encoder(backbone, embedding_dim, dtype=dtype), input_shape, dtype,
+                     resolve_init(config))

@@ -95,18 +95,60 @@ def task_image_sheet(raw_images: np.ndarray, scores: np.ndarray, path: str,
 
 
 def grouped_bars(groups: list[str], series: dict[str, np.ndarray], path: str, ylabel: str,
-                 title: str) -> Figure:
-  """Grouped bar chart: one group per entry of `groups`, one bar per series."""
+                 title: str, intervals: dict[str, list] | None = None) -> Figure:
+  """Grouped bar chart: one group per entry of `groups`, one bar per series.
+
+  `intervals`, if given: `{series: [(low, high) or None per group]}`, drawn as error bars (e.g.
+  the 95% interval over seeds of a bar that shows a mean over seeds).
+  """
   fig, ax = _subplots(figsize=(max(7, 0.6 * len(groups) + 2), 4))
   width = 0.8 / max(1, len(series))
   x = np.arange(len(groups))
   for i, (name, values) in enumerate(series.items()):
-    ax.bar(x + i * width - 0.4 + width / 2, values, width=width, label=name)
+    pos = x + i * width - 0.4 + width / 2
+    ax.bar(pos, values, width=width, label=name)
+    for j, ci in enumerate((intervals or {}).get(name, [])):
+      if ci is not None and np.isfinite(values[j]):
+        ax.errorbar([pos[j]], [values[j]], yerr=[[values[j] - ci[0]], [ci[1] - values[j]]],
+                    fmt="none", ecolor="black", capsize=3, lw=1)
   ax.set_xticks(x)
   ax.set_xticklabels(groups, rotation=45, ha="right", fontsize=7)
   ax.set_ylabel(ylabel)
   ax.set_ylim(0, 1.25)  # room for the legend above bars that reach 1
   ax.legend(fontsize=8, loc="upper right", ncol=min(2, len(series)))
   ax.set_title(title, fontsize=10)
+  fig.tight_layout()
+  return _save(fig, path)
+
+
+def agreement_over_seeds(per_family: dict[str, list[float]], path: str, seeds=None,
+                         title: str = "") -> Figure:
+  """Mean AS per task family over seeds: one dot per seed, the mean, and its 95% t-interval.
+
+  Args:
+    per_family: `{family: [mean AS of each seed]}` (same seed order in every family).
+    path: output PNG.
+    seeds: the seeds, for the legend.
+  """
+  from task_discovery import seeds as seeds_lib  # the interval's one definition
+  fig, ax = _subplots(figsize=(5.5, 3.5))
+  for x, (family, values) in enumerate(per_family.items()):
+    s = seeds_lib.spread(values)
+    color = FAMILY_COLORS.get(family)
+    ax.scatter(np.full(len(values), x) + np.linspace(-0.12, 0.12, len(values)), values, s=14,
+               color=color, alpha=0.7)
+    if s["ci95"] is not None:
+      low, high = s["ci95"]
+      ax.errorbar([x + 0.25], [s["mean"]], yerr=[[s["mean"] - low], [high - s["mean"]]],
+                  fmt="o", color=color, capsize=4)
+    else:
+      ax.plot([x + 0.25], [s["mean"]], "o", color=color)
+  ax.set_xticks(range(len(per_family)))
+  ax.set_xticklabels(list(per_family))
+  ax.set_ylabel("mean AS of the family")
+  n = len(next(iter(per_family.values()), []))
+  seed_text = f"seeds {', '.join(map(str, seeds))}" if seeds is not None else f"{n} seeds"
+  ax.set_title(title or f"Agreement score per family over {seed_text}\n(dots: seeds; "
+               "bar: mean and 95% t-interval)", fontsize=9)
   fig.tight_layout()
   return _save(fig, path)

@@ -2,7 +2,8 @@
 
 The encoder (a `models.make_encoder` network) maps images to embeddings `h(x)` of size d whose
 every dimension is zero-centred per batch by a BatchNorm without offset. Task i is the fixed
-direction `w_i` (row i of a Haar-random rotation): its logits are
+direction `w_i` (row i of a Haar-random rotation; with the original's mutual-information
+diversity, row i of a Gaussian matrix): its logits are
 `temperature * [-<w_i, h>, <w_i, h>]`, so label 1 <=> `<w_i, h(x)> > 0`, everywhere in this
 library (hard labels, exports, splits).
 """
@@ -21,6 +22,12 @@ def haar_directions(num_tasks: int, seed: int) -> np.ndarray:
   # Multiplying by the signs of diag(r) makes the distribution exactly Haar (Mezzadri 2007).
   q = q * np.sign(np.diag(r))[None, :]
   return q.T.astype(np.float32)
+
+
+def gaussian_directions(num_tasks: int, seed: int) -> np.ndarray:
+  """`[d, d]` float32 rows drawn i.i.d. N(0, 1): the original's task directions with its
+  mutual-information diversity (`torch.randn(n_tasks, h_dim)`, not normalised)."""
+  return np.random.default_rng(seed).standard_normal((num_tasks, num_tasks)).astype(np.float32)
 
 
 def task_scores(embeddings: jax.Array, directions: jax.Array) -> jax.Array:
@@ -60,7 +67,39 @@ def uniformity_loss(embeddings: jax.Array, t: float = 2.0) -> jax.Array:
 
 
 def mutual_information_loss(embeddings: jax.Array, directions: jax.Array,
-                            temperature: float) -> jax.Array:
+                            temperature: float, floor: float = 1e-9) -> jax.Array:
+  """The original's diversity loss: the log of the summed pairwise mutual information.
+
+  For tasks i, j with soft labels `p_i(x)` over a batch, the joint distribution of their labels
+  is `P_ij = mean_x p_i(x) p_j(x)^T` (2x2) and `MI_ij = KL(P_ij || P_i P_j)`. The loss is
+  `log sum_{i<j} max(MI_ij, floor)`, written in the original as a smooth maximum (logsumexp
+  with alpha 1) of `log max(MI_ij, floor)`; marginals and joints are floored at `floor` before
+  their logarithms, as there. Its gradient weights each pair by its share of the total, so the
+  most dependent pairs dominate (the DivDis variant, `mean_pairwise_mutual_information_loss`,
+  weights all pairs alike).
+
+  Args:
+    embeddings: `[B, d]`.
+    directions: `[M, d]` task directions (the original: Gaussian, `gaussian_directions`).
+    temperature: task logits are `temperature * [-<w, h>, <w, h>]`.
+    floor: the original's `clamp_min` value.
+
+  Returns:
+    scalar; `log(floor)` (about -20.7) when fewer than two tasks.
+  """
+  probs = jax.nn.softmax(task_logits(embeddings, directions, temperature), axis=-1)  # [M, B, 2]
+  marg = jnp.maximum(probs.mean(axis=1), floor)  # [M, 2]
+  joint = jnp.maximum(jnp.einsum("ibk,jbl->ijkl", probs, probs) / probs.shape[1], floor)
+  indep = marg[:, None, :, None] * marg[None, :, None, :]  # [M, M, 2, 2]
+  mi = jnp.sum(joint * (jnp.log(joint) - jnp.log(indep)), axis=(-1, -2))  # [M, M]
+  i, j = np.triu_indices(probs.shape[0], k=1)
+  if not i.size:
+    return jnp.full((), np.log(floor), embeddings.dtype)
+  return jax.nn.logsumexp(jnp.log(jnp.maximum(mi[i, j], floor)))
+
+
+def mean_pairwise_mutual_information_loss(embeddings: jax.Array, directions: jax.Array,
+                                          temperature: float) -> jax.Array:
   """Mean pairwise mutual information between the soft labels of all tasks (as in DivDis).
 
   For tasks i, j the joint distribution of their labels over a batch is

@@ -232,12 +232,34 @@ def _resumable(field: str) -> bool:
   return any(field == f or (f.endswith(".") and field.startswith(f)) for f in RESUMABLE_FIELDS)
 
 
+# Fields added to the library whose absence from a saved config meant another behaviour than
+# their default: such a config was made with the value here (matched by the full dotted name,
+# else by its last part, e.g. every model section's `init`).
+BEHAVIOUR_BEFORE_FIELD = {"data.meta_val_fraction": 0.0, "meta.task_order": "cyclic",
+                          "init": "flax", "vit_final_norm": "tokens"}
+
+
+def _before_field(field: str, defaults: dict):
+  """The value a saved config without `field` was made with; `_MISSING` if unknown."""
+  if field in BEHAVIOUR_BEFORE_FIELD:
+    return BEHAVIOUR_BEFORE_FIELD[field]
+  last = field.rsplit(".", 1)[-1]
+  if last in BEHAVIOUR_BEFORE_FIELD:
+    return BEHAVIOUR_BEFORE_FIELD[last]
+  return defaults.get(field, _MISSING)
+
+
+_MISSING = object()
+
+
 def config_differences(saved: dict, current: dict, defaults: dict | None = None) -> list[str]:
   """Fields (dotted) that change results and differ between two configs given as JSON dicts.
 
   A field only `current` has (added to the library after `saved` was written) counts as
-  different unless it holds its default from `defaults`; a field only `saved` has (since removed
-  from the library) is not compared.
+  different unless it holds the value the saved run was made with: its default from
+  `defaults`, or for a field whose absence meant another behaviour, that behaviour's value
+  (`BEHAVIOUR_BEFORE_FIELD`). A field only `saved` has (since removed from the library) is not
+  compared.
 
   Returns:
     one line per differing field: `field: saved X, now Y`.
@@ -251,7 +273,7 @@ def config_differences(saved: dict, current: dict, defaults: dict | None = None)
     if field in a:
       if a[field] != b[field]:
         diffs.append(f"{field}: saved {a[field]!r}, now {b[field]!r}")
-    elif field not in d or d[field] != b[field]:
+    elif _before_field(field, d) is _MISSING or _before_field(field, d) != b[field]:
       diffs.append(f"{field}: not in the saved config, now {b[field]!r}")
   return diffs
 

@@ -301,7 +301,10 @@ def test_digits_human_tasks_agree_more_than_random():
   c.data.heldout_fraction, c.data.split_seed = 0.2, 0
   summary = _human_and_random(_small_eval(c, num_epochs=10))
   human, random = summary['human'], summary['random']
-  assert human['mean_as'] >= random['mean_as'] + 0.15, summary
+  # Measured (this config, 10 epochs): human 0.979, random 0.845 with init='torch'; with
+  # init='flax' 0.959 / 0.675: PyTorch's smaller initial weights memorise random labels less
+  # in 10 epochs, so the two learners agree more on held-out images.
+  assert human['mean_as'] >= random['mean_as'] + 0.1, summary
   assert human['mean_learner_accuracy'] > 0.85, summary   # the human tasks are learned
   assert abs(random['mean_learner_accuracy'] - 0.5) < 0.1, summary  # random ones are not
 

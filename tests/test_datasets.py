@@ -59,6 +59,21 @@ def test_digits_split_is_disjoint_complete_sorted(digits):
   assert len(heldout) == 180  # round_half_up(0.1 * 1797 = 179.7)
 
 
+def test_meta_validation_part_is_disjoint_and_leaves_the_heldout_part_unchanged(digits):
+  ds = datasets.load_dataset(_config(meta_val_fraction=0.15))
+  train, meta_val, heldout = ds.train_idx, ds.meta_val_idx, ds.heldout_idx
+  assert meta_val.dtype == np.int32 and np.all(np.diff(meta_val) > 0)
+  assert len(meta_val) == 270  # round_half_up(0.15 * 1797 = 269.55)
+  assert len(np.intersect1d(meta_val, train)) == len(np.intersect1d(meta_val, heldout)) == 0
+  assert len(np.intersect1d(train, heldout)) == 0
+  np.testing.assert_array_equal(np.sort(np.concatenate([train, meta_val, heldout])),
+                                np.arange(1797))
+  np.testing.assert_array_equal(heldout, digits.heldout_idx)  # same images scored either way
+  assert len(digits.meta_val_idx) == 0  # no field: no meta-validation part
+  with pytest.raises(ValueError, match=r'data.meta_val_fraction must be in \[0, 1 - data'):
+    datasets.load_dataset(_config(heldout_fraction=0.5, meta_val_fraction=0.5))
+
+
 @pytest.mark.parametrize('fraction, n, expected', [(0.25, 1797, 449), (0.5, 1797, 899),
                                                    (0.1, 25, 3), (0.001, 100, 1), (0.999, 100, 99)])
 def test_heldout_size_rounds_half_up_and_keeps_both_parts(fraction, n, expected):

@@ -130,6 +130,19 @@ def test_meta_step_compiles_once(tmp_path):
   assert int(state["step"]) == 3 and np.isfinite(float(metrics["loss"]))
 
 
+def test_meta_step_draws_its_heldout_batch_from_the_meta_validation_part():
+  config = tiny_config()
+  dataset = datasets.load_dataset(config.data)
+  data = discovery.device_data(dataset)
+  np.testing.assert_array_equal(data["heldout_idx"], dataset.meta_val_idx)
+  assert len(np.intersect1d(dataset.meta_val_idx, dataset.heldout_idx)) == 0
+  assert len(np.intersect1d(dataset.meta_val_idx, dataset.train_idx)) == 0
+  config.data.meta_val_fraction = 0.0  # the previous behaviour: the evaluation's held-out part
+  dataset = datasets.load_dataset(config.data)
+  np.testing.assert_array_equal(discovery.device_data(dataset)["heldout_idx"],
+                                dataset.heldout_idx)
+
+
 def poison_meta_step(monkeypatch, from_step):
   """Makes the meta-loss NaN from meta-step `from_step` on (0-based), as a diverging run would."""
   make = discovery.jit_meta_step
@@ -186,7 +199,7 @@ def test_discover_job_on_mock_tfds_data(tmp_path, monkeypatch):
   config.data.name = "mnist"
   config.data.source = "tfds"
   config.eval.num_human_tasks = 2
-  config.inner.heldout_batch_size = 32  # the held-out part holds 51 of the 256 images
+  config.inner.heldout_batch_size = 16  # the meta-validation part holds 26 of the 256 images
   with tfds.testing.mock_data(num_examples=256):
     report = main_lib.run_job(config, str(tmp_path))
   assert report["dataset"]["name"] == "mnist"

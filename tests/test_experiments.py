@@ -161,3 +161,32 @@ def test_adversarial_vs_random(families, tmp_path):
   for name in ("adversarial_vs_random.md", "adversarial_vs_random.json",
                "adversarial_vs_random.png", "adversarial_accuracy_discovery.png"):
     assert os.path.getsize(os.path.join(out, name)) > 0, name
+
+
+# ------------------------------------------------------------------------------------- seeds
+
+
+def test_argv_for_one_seed_reads_multi_seed_directories(tmp_path):
+  multi = tmp_path / "discover"
+  (multi / "seed_1").mkdir(parents=True)
+  argv = ["--config", DIGITS, "--out", "o", "--seeds=0,1", f"--workdir={multi}",
+          "--source", f"mlp={multi}", "--set", "task.num_tasks=2"]
+  assert common._for_seed(argv, "o", 1) == [
+      "--config", DIGITS, f"--workdir={multi}/seed_1", "--source", f"mlp={multi}/seed_1",
+      "--set", "task.num_tasks=2", "--out=o/seed_1", "--set", "seed=1"]
+  assert common._for_seed(argv, "o", 0)[2] == f"--workdir={multi}"  # no seed_0 there
+
+
+def test_as_families_over_two_seeds(tmp_path):
+  out = str(tmp_path)
+  summary = as_families.main(["--config", DIGITS, "--out", out, "--seeds=0,1"] + SMOKE)
+  per_seed = [read(os.path.join(out, f"seed_{s}", "as_families.json")) for s in (0, 1)]
+  assert [read(os.path.join(p["workdir"], "config.json"))["seed"] for p in per_seed] == [0, 1]
+  key = "families.random.mean_as"
+  values = [p["families"]["random"]["mean_as"] for p in per_seed]
+  assert summary["seeds"] == [0, 1] and summary["metrics"][key]["values"] == values
+  assert read(os.path.join(out, "as_families.json"))["metrics"][key]["values"] == values
+  table = open(os.path.join(out, "as_families.md")).read()
+  assert f"| {key} |" in table and "95% interval" in table
+  assert "families.human.num_tasks" not in table  # a count, not a result
+  assert os.path.getsize(os.path.join(out, "agreement_over_seeds.png")) > 0

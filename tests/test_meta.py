@@ -72,7 +72,10 @@ def test_meta_gradient_matches_central_finite_differences(data_mode, learner_upd
     keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
     direction = jax.tree.unflatten(
         treedef, [jax.random.normal(k, l.shape, l.dtype) for k, l in zip(keys, leaves)])
-    eps = 1e-5
+    # Central differences err by O(eps^2 f'''); the unrolled objective curves sharply (with
+    # PyTorch's initialisation, eps 1e-5 erred by 3e-6 relative), so a small eps in float64:
+    # truncation 100x smaller, rounding ~1e-16 |f| / eps ~ 1e-10 relative.
+    eps = 1e-6
     shifted = lambda s: jax.tree.map(lambda p, d: p + s * eps * d, theta, direction)
     fd = (f(shifted(1.0))[0] - f(shifted(-1.0))[0]) / (2 * eps)
     analytic = sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(grad),
@@ -248,6 +251,28 @@ def test_task_ids_cycle_over_tasks():
   assert ids == [[0, 1, 2], [3, 4, 5], [6, 7, 0], [1, 2, 3]]
 
 
+def test_task_ids_shuffled_every_cycle_from_key_and_step():
+  key = meta.task_order_key(jax.random.PRNGKey(0), "shuffled")
+  d = 8
+  one = [int(meta.task_ids_for_step(jnp.int32(s), 1, d, key)[0]) for s in range(4 * d)]
+  cycles = [one[c * d:(c + 1) * d] for c in range(4)]
+  assert all(sorted(c) == list(range(d)) for c in cycles)  # each cycle visits every task once
+  assert len({tuple(c) for c in cycles}) == 4  # in a fresh order each cycle
+  assert cycles[0] != list(range(d))
+  # The order depends on the key and the position in the sequence only: a meta-batch of 4
+  # takes the same sequence four at a time, and a resumed step draws the same tasks.
+  four = np.concatenate([np.asarray(meta.task_ids_for_step(jnp.int32(s), 4, d, key))
+                         for s in range(d)])
+  np.testing.assert_array_equal(four, one)
+  again = meta.task_ids_for_step(jnp.int32(13), 1, d, key)
+  assert int(again[0]) == one[13]
+  other = meta.task_order_key(jax.random.PRNGKey(1), "shuffled")
+  assert [int(meta.task_ids_for_step(jnp.int32(s), 1, d, other)[0]) for s in range(d)] != one[:d]
+  assert meta.task_order_key(jax.random.PRNGKey(0), "cyclic") is None
+  with pytest.raises(ValueError, match=r"meta.task_order='random'"):
+    meta.task_order_key(jax.random.PRNGKey(0), "random")
+
+
 def test_haar_directions_are_orthonormal_and_seeded():
   w = task_network.haar_directions(16, seed=3)
   np.testing.assert_allclose(w @ w.T, np.eye(16), atol=1e-5)
@@ -280,7 +305,52 @@ def test_uniformity_loss_by_hand():
 def test_mutual_information_loss_is_zero_for_independent_and_positive_for_equal_tasks():
   # Embeddings on the corners of a square: task 0 reads coordinate 0, task 1 coordinate 1.
   h = jnp.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]]) * 10
-  independent = task_network.mutual_information_loss(h, jnp.eye(2), temperature=5.0)
+  divdis = task_network.mean_pairwise_mutual_information_loss
+  independent = divdis(h, jnp.eye(2), temperature=5.0)
   np.testing.assert_allclose(independent, 0.0, atol=1e-6)
-  same = task_network.mutual_information_loss(h, jnp.array([[1.0, 0.0], [1.0, 0.0]]), 5.0)
+  same = divdis(h, jnp.array([[1.0, 0.0], [1.0, 0.0]]), 5.0)
   np.testing.assert_allclose(same, np.log(2), rtol=1e-4)
+
+
+def _mutual_information(p_i, p_j):
+  """MI of two binary soft labellings `[B]` (probability of label 1), in float64 by hand."""
+  p_i, p_j = np.asarray(p_i, np.float64), np.asarray(p_j, np.float64)
+  a, b = np.stack([1 - p_i, p_i], -1), np.stack([1 - p_j, p_j], -1)
+  joint = np.einsum("bk,bl->kl", a, b) / len(p_i)
+  indep = np.outer(a.mean(0), b.mean(0))
+  return float(np.sum(joint * np.log(joint / indep)))
+
+
+def test_original_mutual_information_loss_is_the_log_of_the_summed_pairwise_mi():
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(0)
+    h = jnp.asarray(rng.normal(size=(32, 3)))
+    w = jnp.asarray(task_network.gaussian_directions(3, seed=1), jnp.float64)
+    t = 0.7
+    p = 1.0 / (1.0 + np.exp(-2 * t * np.asarray(h @ w.T)))  # softmax of t * [-s, s]: label 1
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    expected = np.log(sum(_mutual_information(p[:, i], p[:, j]) for i, j in pairs))
+    got = task_network.mutual_information_loss(h, w, t)
+    np.testing.assert_allclose(float(got), expected, rtol=1e-10)
+    # The DivDis variant is the mean, not the log of the sum.
+    mean = np.mean([_mutual_information(p[:, i], p[:, j]) for i, j in pairs])
+    np.testing.assert_allclose(
+        float(task_network.mean_pairwise_mutual_information_loss(h, w, t)), mean, rtol=1e-8)
+    # Independent tasks: every MI is 0, floored at 1e-9 -> log(3e-9).
+    square = jnp.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]]) * 10
+    np.testing.assert_allclose(float(task_network.mutual_information_loss(
+        jnp.pad(square, ((0, 0), (0, 1))), jnp.eye(3), 5.0)), np.log(3e-9), rtol=1e-6)
+
+
+def test_gaussian_directions_and_the_directions_of_each_diversity():
+  w = task_network.gaussian_directions(64, seed=0)
+  assert w.shape == (64, 64) and w.dtype == np.float32
+  assert abs(np.var(w) - 1.0) < 5 * np.sqrt(2.0 / w.size)  # N(0, 1), not normalised
+  c = tiny_config()
+  c.task.diversity = "mutual_information"
+  np.testing.assert_array_equal(meta.task_directions(c.task),
+                                task_network.gaussian_directions(4, c.task.rotation_seed))
+  for diversity in ("uniformity", "mutual_information_divdis", "none"):
+    c.task.diversity = diversity
+    np.testing.assert_array_equal(meta.task_directions(c.task),
+                                  task_network.haar_directions(4, c.task.rotation_seed))

@@ -333,3 +333,86 @@ def test_im2col_conv_second_order_gradients_equal_xla(strides):
     grads = {impl: jax.jit(jax.grad(meta_loss, argnums=(1, 2)), static_argnums=0)(impl, w, x)
              for impl in ("xla", "im2col")}
     numerics.assert_close_to_scale(grads["im2col"], grads["xla"], rtol=1e-10)
+
+
+def _init_statistics(variables):
+  """Pooled statistics of the parameters against PyTorch's formulas.
+
+  Returns (kernel values times sqrt(3 fan_in): variance 1 under PyTorch's kaiming_uniform(a=
+  sqrt(5)); the largest |kernel| * sqrt(fan_in) and |bias| * sqrt(fan_in): at most 1; bias
+  values times sqrt(fan_in): U(-1, 1); norm scales; norm offsets; ViT token values).
+  """
+  flat = jax.tree_util.tree_flatten_with_path(variables["params"])[0]
+  kernels = {tuple(p[:-1]): np.asarray(v, np.float64) for p, v in flat if p[-1].key == "kernel"}
+  scaled_kernels, scaled_biases, scales, offsets, tokens = [], [], [], [], []
+  for path, value in flat:
+    value, name = np.asarray(value, np.float64), path[-1].key
+    kernel = kernels.get(tuple(path[:-1]))
+    fan_in = None if kernel is None else int(np.prod(kernel.shape[:-1]))
+    if name == "kernel":
+      scaled_kernels.append(value.ravel() * np.sqrt(fan_in))
+    elif name == "bias" and kernel is not None:
+      scaled_biases.append(value.ravel() * np.sqrt(fan_in))
+    elif name == "scale":
+      scales.append(value.ravel())
+    elif name == "bias":
+      offsets.append(value.ravel())
+    elif name in ("cls_token", "pos_embedding"):
+      tokens.append(value.ravel())
+  cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)
+  return (cat(scaled_kernels), cat(scaled_biases), cat(scales), cat(offsets), cat(tokens))
+
+
+@pytest.mark.parametrize("builder", ["model", "encoder"])
+@pytest.mark.parametrize("name", list(SMALL))
+def test_torch_init_matches_pytorch_formulas(name, builder):
+  if builder == "model":
+    make = functools.partial(models.make_model, num_outputs=2)
+  else:
+    make = functools.partial(models.make_encoder, embedding_dim=4)
+  config = _config(name, vit_patch_size=4)
+  kernels, biases, scales, offsets, tokens = _init_statistics(
+      jax.jit(make(config, input_shape=(8, 8, 1)).init)(jax.random.key(0)))
+  # kaiming_uniform(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)), variance 1 / (3 fan_in).
+  assert np.max(np.abs(kernels)) <= 1.0 + 1e-6
+  # The sample variance of n U(-1, 1) draws (times 3) has relative std sqrt(0.8 / n).
+  tolerance = 5 * np.sqrt(0.8 / kernels.size)
+  assert abs(3 * np.mean(kernels**2) - 1.0) < tolerance, (3 * np.mean(kernels**2), tolerance)
+  if builder == "model" or name == "mlp":  # an encoder's projection has no bias
+    assert biases.size > 0
+    assert np.max(np.abs(biases)) <= 1.0 + 1e-6
+    assert abs(3 * np.mean(biases**2) - 1.0) < 5 * np.sqrt(0.8 / biases.size) + 1e-9
+  np.testing.assert_array_equal(scales, 1.0)  # BatchNorm / LayerNorm weight 1, bias 0
+  np.testing.assert_array_equal(offsets, 0.0)
+  if name == "vit":  # cls_token and pos_embedding: torch.randn
+    assert abs(np.var(tokens) - 1.0) < 5 * np.sqrt(2.0 / tokens.size)
+  # The Flax defaults are another distribution (this test can tell them apart): LeCun normal
+  # has variance 1 / fan_in, three times PyTorch's, and zero biases.
+  kernels, biases, *_ = _init_statistics(jax.jit(
+      make(_config(name, vit_patch_size=4, init="flax"), input_shape=(8, 8, 1)).init)(
+          jax.random.key(0)))
+  assert abs(3 * np.mean(kernels**2) - 3.0) < 3 * 5 * np.sqrt(2.0 / kernels.size)
+  np.testing.assert_array_equal(biases, 0.0)
+
+
+def test_vit_final_norm_head_normalises_the_class_token_in_the_head():
+  config = _config("vit", vit_patch_size=4)
+  model = models.make_model(config, input_shape=(8, 8, 1), num_outputs=2)
+  variables = jax.eval_shape(model.init, jax.random.key(0))
+  # One BatchNorm per pre-norm (2 per block), one in the head on the class token: [dim].
+  assert set(variables["batch_stats"]) == {"backbone", "head_norm"}
+  assert variables["batch_stats"]["head_norm"]["mean"].shape == (32,)
+  assert len(variables["batch_stats"]["backbone"]) == 2
+  encoder = models.make_encoder(config, input_shape=(8, 8, 1), embedding_dim=4)
+  enc_vars = jax.eval_shape(encoder.init, jax.random.key(0))
+  assert len(enc_vars["batch_stats"]["backbone"]) == 2  # no final norm in the encoder
+  legacy = models.make_model(_config("vit", vit_patch_size=4, vit_final_norm="tokens"),
+                             input_shape=(8, 8, 1), num_outputs=2)
+  legacy_vars = jax.eval_shape(legacy.init, jax.random.key(0))
+  assert set(legacy_vars["batch_stats"]) == {"backbone"}
+  assert len(legacy_vars["batch_stats"]["backbone"]) == 3
+  with pytest.raises(ValueError, match=r"vit_final_norm='cls'"):
+    models.make_model(_config("vit", vit_patch_size=4, vit_final_norm="cls"),
+                      input_shape=(8, 8, 1), num_outputs=2)
+  with pytest.raises(ValueError, match=r"init='jax'.*'torch'.*'flax'"):
+    models.make_model(_config("mlp", init="jax"), input_shape=(8, 8, 1), num_outputs=2)

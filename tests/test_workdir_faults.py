@@ -248,7 +248,7 @@ def test_lock_is_released_when_a_job_fails(tmp_path):
   workdir = str(tmp_path)
   config = tiny_config(2)
   config.inner.batch_size = 4000  # fails after the lock is taken
-  with pytest.raises(ValueError, match="inner.batch_size=4000 exceeds the 1438 images"):
+  with pytest.raises(ValueError, match="inner.batch_size=4000 exceeds the 1258 images"):
     main_lib.run_job(config, workdir)
   assert workdir_lib.read_lock(workdir) is None
 
@@ -357,12 +357,18 @@ def test_options_the_job_ignores(tmp_path, caplog):
   with caplog.at_level(logging.WARNING):
     inputs.check_options(config)
   assert "adversarial.{mirror} changed from the defaults" in caplog.text
+  config = tiny_config()
+  config.lock()  # as the command line gives it: a locked ConfigDict is not 'changed'
+  assert inputs.ignored_options(config) == ([], [])
+  config.adversarial.random_network.name = "mlp"
+  assert "adversarial.{random_network}" in inputs.ignored_options(config)[1][0]
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("inner.batch_size", 2000, "inner.batch_size=2000 exceeds the 1438 images of the training"),
-    ("inner.heldout_batch_size", 400, "inner.heldout_batch_size=400 exceeds the 359 images"),
-    ("eval.batch_size", 1500, "eval.batch_size=1500 exceeds the 1438 images"),
+    ("inner.batch_size", 2000, "inner.batch_size=2000 exceeds the 1258 images of the training"),
+    ("inner.heldout_batch_size", 400,
+     "inner.heldout_batch_size=400 exceeds the 180 images of the meta-validation part"),
+    ("eval.batch_size", 1500, "eval.batch_size=1500 exceeds the 1258 images"),
 ])
 def test_batch_larger_than_its_part_is_an_error(tmp_path, field, value, message):
   config = tiny_config()
@@ -541,3 +547,17 @@ def test_full_disk_after_training_keeps_the_previous_tasks_npz(tmp_path):
     with contextlib.suppress(OSError):
       os.remove(os.path.join(mount_point, "filler"))
     unmount(mount_point)
+
+
+def test_a_config_saved_before_a_behaviour_changed_is_not_resumed_with_the_new_one():
+  saved = {"seed": 0, "data": {"name": "digits"}, "learner": {"name": "mlp"}}
+  defaults = {"seed": 0, "data": {"name": "digits", "meta_val_fraction": 0.1,
+                                  "split_seed": 0},
+              "learner": {"name": "mlp", "init": "torch"}, "meta": {"task_order": "shuffled"}}
+  diffs = workdir_lib.config_differences(saved, defaults, defaults=defaults)
+  assert diffs == ["data.meta_val_fraction: not in the saved config, now 0.1",
+                   "learner.init: not in the saved config, now 'torch'",
+                   "meta.task_order: not in the saved config, now 'shuffled'"]
+  previous = {"seed": 0, "data": {"name": "digits", "meta_val_fraction": 0.0, "split_seed": 0},
+              "learner": {"name": "mlp", "init": "flax"}, "meta": {"task_order": "cyclic"}}
+  assert workdir_lib.config_differences(saved, previous, defaults=defaults) == []
