@@ -168,29 +168,27 @@ def child(spec: dict) -> dict:
   return record
 
 
-def _run_child(spec: dict, timeout_s: float) -> dict:
-  cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)]
+def _run_json(cmd: list[str], timeout_s: float, tag: dict, **kwargs) -> dict:
+  """Runs `cmd`, returns the JSON of its last stdout line, or `tag` with a status on failure."""
   try:
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=ROOT)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, **kwargs)
   except subprocess.TimeoutExpired:
-    return {"spec": spec, "status": f"timeout after {timeout_s:.0f} s"}
+    return dict(tag, status=f"timeout after {timeout_s:.0f} s")
   if out.returncode:
-    return {"spec": spec, "status": f"failed (exit {out.returncode})",
-            "stderr_tail": out.stderr[-2000:]}
+    return dict(tag, status=f"failed (exit {out.returncode})", stderr_tail=out.stderr[-2000:])
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _run_child(spec: dict, timeout_s: float) -> dict:
+  cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)]
+  return _run_json(cmd, timeout_s, {"spec": spec}, cwd=ROOT)
+
+
 def _run_peer(flags: str, python: str, repo: str, timeout_s: float) -> dict:
-  env = dict(os.environ, PEER_REPO=repo)
-  cmd = [python, PEER_HARNESS, *flags.split()]
-  try:
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
-  except subprocess.TimeoutExpired:
-    return {"peer": flags, "status": f"timeout after {timeout_s:.0f} s"}
-  if out.returncode:
-    return {"peer": flags, "status": f"failed (exit {out.returncode})",
-            "stderr_tail": out.stderr[-2000:]}
-  r = json.loads(out.stdout.strip().splitlines()[-1])
+  r = _run_json([python, PEER_HARNESS, *flags.split()], timeout_s, {"peer": flags},
+                env=dict(os.environ, PEER_REPO=repo))
+  if "status" in r:
+    return r
   share = (r.get("cpu_contention") or {}).get("own_cpu_frac")
   return {"peer": flags, "median_s": r["median_s"], "peak_rss_gb": r["peak_rss_mb"] / 1e3,
           "median_clean_s": r.get("median_clean_s"), "contended": r.get("contended"),

@@ -31,6 +31,7 @@ import ml_collections
 from absl import logging
 
 from task_discovery import config as config_lib
+from task_discovery import workdir as workdir_lib
 
 SCALES = ("smoke", "cpu", "gpu")
 
@@ -201,19 +202,11 @@ FINAL_SECTIONS = {"discover": ("discovery",), "agreement": ("summary",),
                   "adversarial_split": ("adversarial",)}
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-  if isinstance(tree, dict):
-    out = {}
-    for k, v in tree.items():
-      out.update(_flatten(v, f"{prefix}{k}."))
-    return out
-  return {prefix[:-1]: tree}
-
-
 def config_differences(saved: dict, config) -> list[str]:
   """Fields whose values differ between a saved `config.json` and `config`. Fields that only
   one of them has (added to or removed from the library since the run) are not compared."""
-  a, b = _flatten(saved), _flatten(json.loads(config.to_json_best_effort()))
+  a = workdir_lib.flatten_config(saved)
+  b = workdir_lib.flatten_config(json.loads(config.to_json_best_effort()))
   return [f"{k}: {a[k]!r} there, {b[k]!r} here" for k in sorted(set(a) & set(b)) if a[k] != b[k]]
 
 

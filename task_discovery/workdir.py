@@ -219,11 +219,12 @@ def write_text(path: str, text: str) -> str:
 # -------------------------------------------------------------------------- the resume check
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+def flatten_config(tree: Any, prefix: str = "") -> dict[str, Any]:
+  """A nested config dict as `{'section.field': value}`, tuples as lists (as in JSON)."""
   if isinstance(tree, dict):
     out = {}
     for k, v in tree.items():
-      out.update(_flatten(v, f"{prefix}{k}."))
+      out.update(flatten_config(v, f"{prefix}{k}."))
     return out
   return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
 
@@ -264,8 +265,8 @@ def config_differences(saved: dict, current: dict, defaults: dict | None = None)
   Returns:
     one line per differing field: `field: saved X, now Y`.
   """
-  a, b = _flatten(saved), _flatten(current)
-  d = _flatten(defaults or {})
+  a, b = flatten_config(saved), flatten_config(current)
+  d = flatten_config(defaults or {})
   diffs = []
   for field in sorted(b):
     if _resumable(field):
