@@ -153,7 +153,14 @@ def sample_space(learner: models.Model, learning_rate: float, params, batch_stat
   hx = heldout_x.reshape(heldout_x.shape[0], -1).astype(kernel0.dtype)  # [B_h, F]
   gram = jnp.einsum("sif,sjf->sij", slots, slots)[slot_of]  # [K, T*b, T*b]
   cross = jnp.einsum("hf,sjf->shj", hx, slots)[slot_of]  # [K, B_h, T*b]
-  base = jnp.einsum("kif,kfh->kih", slots[slot_of], kernel0)  # [K, T*b, H] = x W_0
+  # x W_0 for every learner, [K, T*b, H], without copying the inputs once per task: learner
+  # k = (task m, slot l) multiplies slot l by its own kernel.
+  if shared:
+    base = jnp.einsum("if,kfh->kih", slots[0], kernel0)
+  else:
+    kernels = kernel0.reshape((num_tasks, num_learners) + kernel0.shape[1:])  # [M, L, F, H]
+    base = jnp.einsum("lif,mlfh->mlih", slots, kernels).reshape(
+        (num_tasks * num_learners,) + slots.shape[1:2] + kernel0.shape[-1:])
   heldout_base = jnp.einsum("hf,kfo->kho", hx, kernel0)  # [K, B_h, H]
   deltas = jnp.zeros(base.shape, base.dtype)
 
