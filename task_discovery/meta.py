@@ -28,9 +28,6 @@ from task_discovery import optimizers
 from task_discovery import task_network
 
 
-soft_cross_entropy = inner_loop.soft_cross_entropy
-
-
 def symmetric_agreement_loss(logits: jax.Array) -> jax.Array:
   """Differentiable disagreement of L learners: `[..., L, B, C]` logits -> `[...]`.
 
@@ -40,8 +37,8 @@ def symmetric_agreement_loss(logits: jax.Array) -> jax.Array:
   num_learners = logits.shape[-3]
   probs = jax.nn.softmax(logits, axis=-1)
   i, j = np.triu_indices(num_learners, k=1)
-  ce_ij = soft_cross_entropy(probs[..., i, :, :], logits[..., j, :, :])
-  ce_ji = soft_cross_entropy(probs[..., j, :, :], logits[..., i, :, :])
+  ce_ij = inner_loop.soft_cross_entropy(probs[..., i, :, :], logits[..., j, :, :])
+  ce_ji = inner_loop.soft_cross_entropy(probs[..., j, :, :], logits[..., i, :, :])
   return (0.5 * (ce_ij + ce_ji)).mean(axis=-1)
 
 
@@ -57,12 +54,8 @@ def inner_batch_indices(key: jax.Array, train_idx: jax.Array, num_steps: int,
 
 
 def _flatten_learners(tree, num_tasks: int, num_learners: int):
-  """`[M, L, ...]` leaves -> `[M * L, ...]`: the learners of all tasks on ONE vmapped axis.
-
-  Why: vmapping the learner step twice (over tasks, then over learners) makes XLA:CPU carry
-  extra transposes and copies of the stacked kernels through the unrolled scan; one flat axis
-  halves the time per inner step of the MLP workload (benchmarks/README.md).
-  """
+  """`[M, L, ...]` leaves -> `[M * L, ...]`: the learners of all tasks on the one vmapped axis
+  of `inner_loop` (its docstring says why one axis, not two)."""
   return jax.tree.map(lambda a: a.reshape((num_tasks * num_learners,) + a.shape[2:]), tree)
 
 
