@@ -54,8 +54,7 @@ def main(_):
   data = {"images": rng.standard_normal((2048,) + shape).astype(np.float32),
           "train_idx": np.arange(1843, dtype=np.int32),
           "heldout_idx": np.arange(1843, 2048, dtype=np.int32)}
-  encoder = models.make_encoder(c.task.encoder, input_shape=shape, embedding_dim=32)
-  learner = models.make_model(c.learner, input_shape=shape, num_outputs=2)
+  encoder, learner = models.build_models(c, shape)
   records = []
   for n in map(int, _DEVICES.value):
     if n > jax.device_count() or c.meta.meta_batch_size % n:

@@ -312,9 +312,7 @@ def _setup(spec: dict, unroll: int | None = None, remat: bool | None = None):
   spec = dict(spec, **({} if unroll is None else {"unroll": unroll}),
               **({} if remat is None else {"remat": remat}))
   config = build_config(spec)
-  encoder = models.make_encoder(config.task.encoder, input_shape=IMAGE_SHAPE,
-                                embedding_dim=config.task.num_tasks)
-  learner = models.make_model(config.learner, input_shape=IMAGE_SHAPE, num_outputs=2)
+  encoder, learner = models.build_models(config, IMAGE_SHAPE)
   step = jax.jit(meta.make_meta_step(encoder, learner, config), donate_argnums=0)
   return step, config, encoder, learner
 

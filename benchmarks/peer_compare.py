@@ -76,8 +76,7 @@ def _build(c, n_images: int, abstract: bool):
   import jax.numpy as jnp
   from task_discovery import discovery, meta, models, sharding
   shape = (32, 32, 3)
-  encoder = models.make_encoder(c.task.encoder, input_shape=shape, embedding_dim=c.task.num_tasks)
-  learner = models.make_model(c.learner, input_shape=shape, num_outputs=2)
+  encoder, learner = models.build_models(c, shape)
   mesh = sharding.make_mesh(1)
   step = discovery.jit_meta_step(encoder, learner, c, mesh)
   n_train = n_images - n_images // 10

@@ -41,7 +41,6 @@ from absl import logging
 
 from task_discovery import agreement
 from task_discovery import datasets
-from task_discovery import evaluation
 from task_discovery import models
 from task_discovery import plots
 from task_discovery import report as report_lib
@@ -424,7 +423,7 @@ def evaluate_splits(config, dataset: datasets.Dataset, splits: Sequence[Split],
                  "%d epochs)", kind, num_splits, num_splits, config.eval.num_learners,
                  config.eval.num_epochs)
     results = agreement.evaluate_tasks(
-        evaluation.learner_model(config, dataset, num_outputs), dataset.images, labels,
+        models.build_models(config, dataset.input_shape, num_outputs=num_outputs)[1], dataset.images, labels,
         train_idx=train_idx, heldout_idx=test_idx, config=config.eval, key=key,
         task_keys=jnp.concatenate([split_keys, split_keys]), name=f"adversarial {kind}",
         mesh=mesh)

@@ -432,9 +432,7 @@ def load(workdir: str, step: int | None = None) -> TaskNetwork:
           if field not in section:
             section[field] = workdir_lib.BEHAVIOUR_BEFORE_FIELD[field]
       input_shape = tuple(payload["input_shape"])
-      encoder = models.make_encoder(config.task.encoder, input_shape=input_shape,
-                                    embedding_dim=config.task.num_tasks)
-      learner = models.make_model(config.learner, input_shape=input_shape, num_outputs=2)
+      encoder, learner = models.build_models(config, input_shape)
       # The state's structure follows from the config; restore it onto the first local device.
       device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
       abstract = jax.tree.map(

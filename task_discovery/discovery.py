@@ -38,13 +38,6 @@ class NonFiniteLossError(FloatingPointError):
   """The meta-loss or meta-gradient became NaN or infinite."""
 
 
-def build_models(config, dataset: datasets.Dataset) -> tuple[models.Model, models.Model]:
-  encoder = models.make_encoder(config.task.encoder, input_shape=dataset.input_shape,
-                                embedding_dim=config.task.num_tasks)
-  learner = models.make_model(config.learner, input_shape=dataset.input_shape, num_outputs=2)
-  return encoder, learner
-
-
 def meta_heldout_idx(dataset: datasets.Dataset) -> np.ndarray:
   """The images of the differentiable AS's held-out batch: the meta-validation part, or the
   held-out part when `data.meta_val_fraction` is 0."""
@@ -102,7 +95,7 @@ def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
     mesh = sharding.make_mesh(config.mesh.num_devices, divides=config.meta.meta_batch_size)
   sharding.check_divisible(config.meta.meta_batch_size, mesh, "meta.meta_batch_size")
   replicated = sharding.replicated(mesh)
-  encoder, learner = build_models(config, dataset)
+  encoder, learner = models.build_models(config, dataset.input_shape)
   key = jax.random.PRNGKey(config.seed)
   inputs.check_batch_sizes(config, num_train=len(dataset.train_idx),
                            num_heldout=len(dataset.heldout_idx),

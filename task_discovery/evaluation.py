@@ -24,11 +24,6 @@ _EVAL_STREAM = 1
 _RANDOM_TASKS_STREAM = 2
 
 
-def learner_model(config, dataset: datasets.Dataset, num_outputs: int = 2) -> models.Model:
-  return models.make_model(config.learner, input_shape=dataset.input_shape,
-                           num_outputs=num_outputs)
-
-
 def family_tasks(config, dataset: datasets.Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """The human- and random-labelled tasks to evaluate: {family: (indices, labels [T, N])}."""
   num_human = len(tasks.human_class_subsets(dataset.num_classes))
@@ -53,7 +48,7 @@ def evaluate_families(config, dataset: datasets.Dataset,
   families = {f: v for f, v in families.items() if len(v[0])}
   if not families:
     return {"tasks": [], "summary": {}, "eval_seconds": 0.0}
-  model = learner_model(config, dataset)
+  _, model = models.build_models(config, dataset.input_shape)
   key = jax.random.fold_in(jax.random.PRNGKey(config.seed), _EVAL_STREAM)
   # Learner initialisations depend on the task's family and index only (not on chunking).
   task_keys = jnp.concatenate([

@@ -543,3 +543,18 @@ def make_encoder(config: Any, *, input_shape: Sequence[int], embedding_dim: int,
   backbone = _make_backbone(config, input_shape, dtype)
   return _functional(_Encoder(backbone, embedding_dim, dtype=dtype), input_shape, dtype,
                      resolve_init(config))
+
+
+def build_models(config: Any, input_shape: Sequence[int], *, num_outputs: int = 2
+                 ) -> tuple[Model, Model]:
+  """The networks of a discovery config: `(encoder, learner)`.
+
+  The one place a config becomes models: the task network's encoder (`config.task.encoder`,
+  `config.task.num_tasks` embedding dimensions) and the learner (`config.learner`, with
+  `num_outputs` classes: 2 for binary tasks, K for K-way labels). Takes the input shape
+  `(H, W, C)`, not a dataset, so this module imports nothing of the library.
+  """
+  encoder = make_encoder(config.task.encoder, input_shape=input_shape,
+                         embedding_dim=config.task.num_tasks)
+  learner = make_model(config.learner, input_shape=input_shape, num_outputs=num_outputs)
+  return encoder, learner

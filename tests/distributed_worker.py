@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 from task_discovery import datasets  # noqa: E402
 from task_discovery import discovery  # noqa: E402
 from task_discovery import meta  # noqa: E402
+from task_discovery import models  # noqa: E402
 from task_discovery import sharding  # noqa: E402
 import test_discovery  # noqa: E402
 
@@ -30,7 +31,7 @@ def main():
   sharding.initialize_distributed(config)
   assert jax.process_count() == 2 and jax.device_count() == 4, jax.devices()
   dataset = datasets.load_dataset(config.data)
-  encoder, learner = discovery.build_models(config, dataset)
+  encoder, learner = models.build_models(config, dataset.input_shape)
   mesh = sharding.make_mesh(0)
   state = sharding.put_replicated(
       meta.init_state(encoder, learner, config, jax.random.PRNGKey(config.seed)), mesh)

@@ -17,6 +17,7 @@ from task_discovery import discovery
 from task_discovery import main as main_lib
 from task_discovery import meta
 from task_discovery import metric_writers
+from task_discovery import models
 from task_discovery import tasks
 
 
@@ -121,7 +122,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 def test_meta_step_compiles_once(tmp_path):
   config = tiny_config()
   dataset = datasets.load_dataset(config.data)
-  encoder, learner = discovery.build_models(config, dataset)
+  encoder, learner = models.build_models(config, dataset.input_shape)
   step = jax.jit(chex.assert_max_traces(meta.make_meta_step(encoder, learner, config), n=1))
   state = meta.init_state(encoder, learner, config, jax.random.PRNGKey(0))
   data = discovery.device_data(dataset)

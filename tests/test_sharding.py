@@ -21,7 +21,7 @@ from test_discovery import tiny_config
 
 def run_meta_steps(config, mesh, num_steps=3):
   dataset = datasets.load_dataset(config.data)
-  encoder, learner = discovery.build_models(config, dataset)
+  encoder, learner = models.build_models(config, dataset.input_shape)
   state = sharding.put_replicated(
       meta.init_state(encoder, learner, config, jax.random.PRNGKey(config.seed)), mesh)
   data = sharding.put_replicated(discovery.device_data(dataset), mesh)

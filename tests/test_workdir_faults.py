@@ -33,6 +33,7 @@ from task_discovery import inputs
 from task_discovery import main as main_lib
 from task_discovery import meta
 from task_discovery import metric_writers
+from task_discovery import models
 from task_discovery import report as report_lib
 from task_discovery import tasks
 from task_discovery import workdir as workdir_lib
@@ -107,7 +108,7 @@ def flip_step(workdir, step):
 
 def abstract_state(config):
   dataset = datasets.load_dataset(config.data)
-  encoder, learner = discovery.build_models(config, dataset)
+  encoder, learner = models.build_models(config, dataset.input_shape)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
                       jax.eval_shape(lambda k: meta.init_state(encoder, learner, config, k),
