@@ -52,6 +52,7 @@ from typing import Sequence
 import numpy as np
 
 from experiments import common
+from task_discovery import workdir as workdir_lib
 
 NAME = "adversarial_vs_random"
 SOURCES = ("discovery", "random_network", "file")
@@ -148,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     runs[source] = {"workdir": os.path.abspath(workdir), "summary": section["summary"],
                     "skipped": section.get("skipped", [])}
     rows += source_rows(source, section)
-    figures[source] = common.collect(os.path.join(workdir, "adversarial_accuracy.png"),
+    figures[source] = common.collect(workdir_lib.Workdir(workdir).adversarial_plot,
                                      os.path.join(args.out, f"adversarial_accuracy_{source}.png"))
 
   from task_discovery import plots

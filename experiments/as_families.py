@@ -39,6 +39,7 @@ import sys
 from typing import Sequence
 
 from experiments import common
+from task_discovery import workdir as workdir_lib
 
 NAME = "as_families"
 FAMILY_ORDER = ("discovered", "human", "random", "file")
@@ -96,8 +97,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
   if report is None:
     report = common.run_job(config, workdir)
   summary, table = summarize(report)
-  figure = common.collect(os.path.join(workdir, "agreement_histogram.png"),
-                          os.path.join(args.out, "agreement_histogram.png"))
+  figure = common.collect(workdir_lib.Workdir(workdir).agreement_histogram,
+                          workdir_lib.Workdir(args.out).agreement_histogram)
   summary.update(workdir=os.path.abspath(workdir), scale=args.scale, config=args.config,
                  overrides=list(args.overrides), outputs={"figure": figure})
   table += f"\n\nordering by mean AS: {summary['ordering']}"

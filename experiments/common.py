@@ -167,13 +167,11 @@ def read_json(path: str) -> dict:
 def check_same_data(config, workdir: str) -> None:
   """Raises if `workdir/config.json` describes other images than `config.data`: labels of one
   run are only meaningful for the same images in the same order."""
-  path = os.path.join(workdir, "config.json")
+  path = workdir_lib.Workdir(workdir).config
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} does not exist: {workdir} is not a workdir of this library")
-  saved = read_json(path).get("data", {})
-  current = json.loads(config.data.to_json_best_effort())
-  diffs = [f"data.{k}: {saved.get(k)!r} there, {v!r} here" for k, v in current.items()
-           if k != "data_dir" and saved.get(k) != v]
+  diffs = config_lib.differences(read_json(path), config, ignore=("data.data_dir",),
+                                 only="data.")
   if diffs:
     raise ValueError(f"{workdir} was run on other data than this config:\n  " + "\n  ".join(diffs)
                      + "\nUse the same data config (e.g. the same --config file and scale).")
@@ -190,7 +188,7 @@ def setup_logging() -> None:
 
 def finished(workdir: str, sections: Sequence[str] = ()) -> dict | None:
   """The workdir's report if it exists and holds every section in `sections`, else None."""
-  path = os.path.join(workdir, "report.json")
+  path = workdir_lib.Workdir(workdir).report
   if not os.path.exists(path):
     return None
   report = read_json(path)
@@ -200,14 +198,6 @@ def finished(workdir: str, sections: Sequence[str] = ()) -> dict | None:
 # report.json sections that a job writes last, i.e. that mark it finished.
 FINAL_SECTIONS = {"discover": ("discovery",), "agreement": ("summary",),
                   "adversarial_split": ("adversarial",)}
-
-
-def config_differences(saved: dict, config) -> list[str]:
-  """Fields whose values differ between a saved `config.json` and `config`. Fields that only
-  one of them has (added to or removed from the library since the run) are not compared."""
-  a = workdir_lib.flatten_config(saved)
-  b = workdir_lib.flatten_config(json.loads(config.to_json_best_effort()))
-  return [f"{k}: {a[k]!r} there, {b[k]!r} here" for k in sorted(set(a) & set(b)) if a[k] != b[k]]
 
 
 def run_job(config, workdir: str, *, reuse: bool = True,
@@ -228,7 +218,9 @@ def run_job(config, workdir: str, *, reuse: bool = True,
   done = done or (lambda r: all(s in r for s in FINAL_SECTIONS[config.job]))
   report = finished(workdir)
   if reuse and report is not None and done(report):
-    diffs = config_differences(read_json(os.path.join(workdir, "config.json")), config)
+    # Every field counts here, those a resumed run may change as well.
+    diffs = config_lib.differences(read_json(workdir_lib.Workdir(workdir).config), config,
+                                   ignore=())
     if diffs:
       raise ValueError(f"{workdir} holds a finished run of another config:\n  "
                        + "\n  ".join(diffs[:20])
@@ -239,7 +231,7 @@ def run_job(config, workdir: str, *, reuse: bool = True,
   t0 = time.perf_counter()
   main_lib.run_job(config, workdir)
   logging.info("job=%s done in %.0f s: %s", config.job, time.perf_counter() - t0, workdir)
-  return read_json(os.path.join(workdir, "report.json"))
+  return read_json(workdir_lib.Workdir(workdir).report)
 
 
 # ---------------------------------------------------------------------------------- output
@@ -300,7 +292,6 @@ def _is_result(key: str) -> bool:
 def _for_seed(argv: Sequence[str], out: str, seed: int) -> list[str]:
   """`argv` for one seed: `--seeds` dropped, `--out` set to `OUT/seed_S`, `--set seed=S`, and
   any flag value naming a directory that holds `seed_S/` replaced by that subdirectory."""
-  from task_discovery import seeds as seeds_lib
   new, skip = [], False
   for i, arg in enumerate(argv):
     if skip:
@@ -314,11 +305,11 @@ def _for_seed(argv: Sequence[str], out: str, seed: int) -> list[str]:
     flag, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
     label, sep, path = value.rpartition("=")
     path = path if sep else value
-    if path and os.path.isdir(seeds_lib.seed_workdir(path, seed)):
-      path = seeds_lib.seed_workdir(path, seed)
+    if path and os.path.isdir(workdir_lib.Workdir(path).seed(seed).path):
+      path = workdir_lib.Workdir(path).seed(seed).path
       value = f"{label}={path}" if sep else path
     new.append(f"{flag}={value}" if flag and eq else (arg if flag else value))
-  return new + [f"--out={seeds_lib.seed_workdir(out, seed)}", "--set", f"seed={seed}"]
+  return new + [f"--out={workdir_lib.Workdir(out).seed(seed).path}", "--set", f"seed={seed}"]
 
 
 def run_over_seeds(main_fn: Callable[[Sequence[str]], dict], argv: Sequence[str], out: str,
@@ -352,7 +343,7 @@ def run_over_seeds(main_fn: Callable[[Sequence[str]], dict], argv: Sequence[str]
   table = markdown_table(["metric", "per seed (" + ", ".join(map(str, seeds)) + ")", "mean",
                           "std", "95% interval"], rows)
   figures = figure_fn(per_seed, agg, out) if figure_fn else {}
-  summary = dict(agg, per_seed={str(s): os.path.join(seeds_lib.seed_workdir(out, s),
+  summary = dict(agg, per_seed={str(s): os.path.join(workdir_lib.Workdir(out).seed(s).path,
                                                      name + ".json") for s in seeds},
                  outputs={"figures": figures})
   return write_outputs(out, name, summary, table)

@@ -58,6 +58,7 @@ import sys
 from typing import Sequence
 
 from experiments import common
+from task_discovery import workdir as workdir_lib
 
 NAME = "cross_architecture"
 ARCHS = ("mlp", "cnn", "resnet18", "vit")
@@ -154,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     raise ValueError(f"--source labels must be distinct, got {args.sources}")
   for label, workdir in sources.items():
     common.check_same_data(config, workdir)
-    if not os.path.exists(os.path.join(workdir, "tasks.npz")):
+    if not os.path.exists(workdir_lib.Workdir(workdir).tasks):
       raise FileNotFoundError(f"{workdir}/tasks.npz does not exist: --source must name a "
                               "finished discovery workdir")
   if not sources:
@@ -173,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 if i == 0 else NO_BASELINES)
       job = with_arch(common.copy_config(config, dict(
           counts, job="agreement", **{"eval.labels_file": os.path.abspath(
-              os.path.join(source, "tasks.npz"))})), arch, sizes, args.overrides)
+              workdir_lib.Workdir(source).tasks)})), arch, sizes, args.overrides)
       # --set eval.num_*_tasks applies to the baselines only.
       common.apply_overrides(job, counts)
       expected = {"file"} | {f for f, n in (("human", job.eval.num_human_tasks),

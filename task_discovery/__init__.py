@@ -7,6 +7,6 @@ __version__ = "0.1.0"
 
 
 def load(workdir: str, step: int | None = None):
-  """The task network of a discovery workdir (see `checkpoints.TaskNetwork`)."""
-  from task_discovery import checkpoints  # imported lazily: keeps `import task_discovery` light
-  return checkpoints.load(workdir, step)
+  """The task network of a discovery workdir (see `loader.TaskNetwork`)."""
+  from task_discovery import loader  # imported lazily: keeps `import task_discovery` light
+  return loader.load(workdir, step)

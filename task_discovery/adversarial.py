@@ -1,35 +1,21 @@
-"""Adversarial train/test splits from discovered tasks (SPEC section 7), `job='adversarial_split'`.
+"""`job='adversarial_split'`: train learners on adversarial splits of discovered tasks (SPEC 7).
 
-For a binary target task tau and a discovered task tau_d over the same images,
-
-    train = {x : tau(x) != tau_d(x)},    test = {x : tau(x) == tau_d(x)}
-
-(the mirror split swaps the two). On the train part tau = 1 - tau_d, so the two labellings are
-perfectly anti-correlated (Pearson -1) there and perfectly correlated (+1) on the test part; the
-mirror flips both signs. A learner trained on tau that leans on an easier tau_d fails on the test
-part although no pixel or label changed. The baseline is a random split of the same images with
-the same part sizes, which by construction never reads a label.
+The splits themselves (train = {tau != tau_d}, test = {tau == tau_d}, their mirrors, random
+baselines of the same sizes, the equal-size policy) are built by `splits`; this module gathers
+the tasks they are built from, trains learners on every split and writes the results. A learner
+trained on a target tau that leans on an easier discovered tau_d fails on the test part although
+no pixel or label changed.
 
 tau_d comes from a discovery workdir (`tasks.npz`), a labels file, or a randomly initialised
 network whose scalar output is thresholded at its per-class median (the original's ImageNet
 variant), so splits can be built without any discovery run.
 
-Policy for unequal sizes. Each split has its own part sizes, but `agreement.evaluate_tasks`
-trains a stack of tasks whose index sets share one shape. Every split's train part (adversarial
-and random alike) is therefore subsampled, seeded and without replacement, to the smallest train
-part among the run's splits, and every test part to the smallest test part. All learners thus see
-the same number of images, so accuracies are comparable across splits and the random baseline
-has exactly the adversarial sizes. Subsets of a split keep its exact (anti-)correlation. Pairs
-whose smaller part is below `adversarial.min_part_fraction` of the images are skipped (and
-listed in the report) so that one nearly identical pair does not shrink every split.
-
-Outputs in the workdir: `splits.npz` (see `save_splits` / `load_splits`), the `adversarial`
-section of `report.json` and `adversarial_accuracy.png`.
+Outputs in the workdir: `splits.npz` (see `splits.save_splits` / `splits.load_splits`), the
+`adversarial` section of `report.json` and `adversarial_accuracy.png`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from typing import Sequence
@@ -45,111 +31,16 @@ from task_discovery import models
 from task_discovery import plots
 from task_discovery import report as report_lib
 from task_discovery import sharding
+from task_discovery import splits as splits_lib
 from task_discovery import tasks
 from task_discovery import workdir as workdir_lib
 
-# Separate streams of randomness derived from config.seed.
+# Separate streams of randomness derived from config.seed (the splits' own: `splits`).
 _EVAL_STREAM = 11
-_SPLIT_STREAM = 12
 _RANDOM_NETWORK_STREAM = 13
 
-SPLITS_NAME = "splits.npz"
-PLOT_NAME = "adversarial_accuracy.png"
 
-
-# ------------------------------------------------------------------------------ split building
-
-
-def check_binary_task(labels: np.ndarray, name: str) -> np.ndarray:
-  """Returns `labels` as int32 `[N]` after checking they are binary and use both classes.
-
-  Raises:
-    ValueError: naming `name`, for non-binary labels or a task with one class only.
-  """
-  labels = np.asarray(labels)
-  if labels.ndim != 1:
-    raise ValueError(f"{name}: expected one label per image, got shape {labels.shape}")
-  values = np.unique(labels)
-  if not np.isin(values, (0, 1)).all():
-    raise ValueError(f"{name}: labels must be binary (0/1), found values {values[:10].tolist()}")
-  if len(values) < 2:
-    raise ValueError(
-        f"{name} has one class only (every one of its {labels.size} labels is {int(values[0])}):"
-        " an adversarial split needs a task with both classes")
-  return labels.astype(np.int32)
-
-
-def adversarial_split(target: np.ndarray, discovered: np.ndarray, *,
-                      mirror: bool = False) -> tuple[np.ndarray, np.ndarray]:
-  """The adversarial split of the images by a target and a discovered task.
-
-  Args:
-    target: `[N]` binary labels of the target task tau.
-    discovered: `[N]` binary labels of the discovered task tau_d.
-    mirror: False: train = {tau != tau_d}, test = {tau == tau_d}. True: the opposite.
-
-  Returns:
-    `(train_idx, test_idx)`: sorted int32 indices, disjoint, together all of `range(N)`. On
-    `train_idx` tau and tau_d have correlation -1 (+1 when mirrored), on `test_idx` the opposite.
-  """
-  target, discovered = np.asarray(target), np.asarray(discovered)
-  if target.shape != discovered.shape or target.ndim != 1:
-    raise ValueError(f"target {target.shape} and discovered {discovered.shape} labels must both "
-                     "be [num_images] over the same images")
-  differ = target != discovered
-  train = differ if not mirror else ~differ
-  return np.flatnonzero(train).astype(np.int32), np.flatnonzero(~train).astype(np.int32)
-
-
-def random_split(num_images: int, train_size: int,
-                 seed: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-  """A uniformly random split of `range(num_images)`; reads no labels, so it is uncorrelated with
-  every task by construction.
-
-  Args:
-    num_images: N.
-    train_size: size of the train part, in [0, N]; the test part is the rest.
-    seed: seed (or sequence of seeds) of `np.random.default_rng`.
-
-  Returns:
-    `(train_idx, test_idx)`: sorted int32 indices, disjoint, together all of `range(N)`.
-  """
-  if not 0 <= train_size <= num_images:
-    raise ValueError(f"train_size={train_size} must lie in [0, {num_images}]")
-  perm = np.random.default_rng(seed).permutation(num_images)
-  return (np.sort(perm[:train_size]).astype(np.int32),
-          np.sort(perm[train_size:]).astype(np.int32))
-
-
-def subsample(idx: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-  """A sorted random subset of `size` entries of `idx`, without replacement."""
-  if size > len(idx):
-    raise ValueError(f"cannot subsample {size} of {len(idx)} indices")
-  return np.sort(rng.choice(idx, size=size, replace=False)).astype(np.int32)
-
-
-def median_split_labels(scores: np.ndarray, class_labels: np.ndarray) -> np.ndarray:
-  """Binary labels that split every class at its median score.
-
-  Label 1 iff the image is in the upper half of its class by score (ties broken by image index),
-  i.e. `score > median of its class` when scores are distinct. Within every class of n images
-  floor(n / 2) get label 1, so the task is balanced within each class and uncorrelated with any
-  function of the class (e.g. every human-labelled task).
-
-  Args:
-    scores: `[N]` real scores.
-    class_labels: `[N]` integer classes.
-
-  Returns:
-    int32 `[N]`.
-  """
-  scores, class_labels = np.asarray(scores), np.asarray(class_labels)
-  labels = np.zeros(scores.shape, np.int32)
-  for c in np.unique(class_labels):
-    members = np.flatnonzero(class_labels == c)
-    order = members[np.argsort(scores[members], kind="stable")]  # ascending, stable on ties
-    labels[order[len(order) - len(order) // 2:]] = 1
-  return labels
+# ------------------------------------------------------------------------------- task sources
 
 
 def random_network_tasks(network_config, images: np.ndarray, class_labels: np.ndarray, *,
@@ -157,7 +48,7 @@ def random_network_tasks(network_config, images: np.ndarray, class_labels: np.nd
                          batch_size: int = 1024) -> np.ndarray:
   """Discovered-task stand-ins from randomly initialised networks (the original's ImageNet
   variant): network r (initialised from `fold_in(key, r)`, eval mode) maps each image to a scalar,
-  thresholded at its class's median (`median_split_labels`).
+  thresholded at its class's median (`splits.median_split_labels`).
 
   Args:
     network_config: model config (`models.make_model`) of the random network.
@@ -175,132 +66,10 @@ def random_network_tasks(network_config, images: np.ndarray, class_labels: np.nd
   labels = []
   for r in range(num_networks):
     variables = model.init(jax.random.fold_in(key, r))
-    scores = np.concatenate([np.asarray(score(variables, jnp.asarray(images[i:i + batch_size])))
-                             for i in range(0, len(images), batch_size)])
-    labels.append(median_split_labels(scores, class_labels))
+    scores = np.asarray(models.apply_in_chunks(lambda x: score(variables, jnp.asarray(x)),
+                                               images, batch_size=batch_size))
+    labels.append(splits_lib.median_split_labels(scores, class_labels))
   return np.stack(labels)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)  # eq=False: arrays make field-wise == ambiguous.
-class Split:
-  """One adversarial split and its random baseline (full parts, before equal-size subsampling).
-
-  Attributes:
-    target: id of the target task (human task index, or row of the target labels file).
-    discovered: id of the discovered task (row of the discovered set, or random network index).
-    mirror: whether train = {tau == tau_d}.
-    train_idx, test_idx: the adversarial parts, sorted int32.
-    random_train_idx, random_test_idx: a random split of the same images, same sizes.
-  """
-  target: int
-  discovered: int
-  mirror: bool
-  train_idx: np.ndarray
-  test_idx: np.ndarray
-  random_train_idx: np.ndarray
-  random_test_idx: np.ndarray
-
-
-def _split_seed(seed: int, stream: int, target: int, discovered: int, mirror: bool) -> list[int]:
-  # A split's randomness depends on its identity only, not on the other splits of the run.
-  return [seed % 2**32, stream, target, discovered, int(mirror)]
-
-
-def build_splits(target_labels: np.ndarray, discovered_labels: np.ndarray, *,
-                 target_ids: Sequence[int], discovered_ids: Sequence[int], mirror: bool,
-                 seed: int, min_part_fraction: float = 0.0) -> tuple[list[Split], list[dict]]:
-  """Every target x discovered pair's adversarial split (and mirror), with random baselines.
-
-  Args:
-    target_labels: `[T, N]` binary targets.
-    discovered_labels: `[D, N]` binary discovered tasks.
-    target_ids, discovered_ids: ids of the rows, for reports and seeds.
-    mirror: also build each pair's mirror split.
-    seed: root seed of the random baselines.
-    min_part_fraction: pairs whose smaller part holds fewer than this fraction of the N images
-      are skipped.
-
-  Returns:
-    `(splits, skipped)`: the kept splits and `{target, discovered, smaller_part_size}` per
-    skipped pair.
-  """
-  num_images = target_labels.shape[-1]
-  splits, skipped = [], []
-  for t, target in zip(target_ids, target_labels):
-    for d, disc in zip(discovered_ids, discovered_labels):
-      pair = []
-      for m in ((False, True) if mirror else (False,)):
-        train_idx, test_idx = adversarial_split(target, disc, mirror=m)
-        rnd_train, rnd_test = random_split(num_images, len(train_idx),
-                                           _split_seed(seed, _SPLIT_STREAM, t, d, m))
-        pair.append(Split(int(t), int(d), m, train_idx, test_idx, rnd_train, rnd_test))
-      smaller = min(len(pair[0].train_idx), len(pair[0].test_idx))
-      if smaller < max(min_part_fraction * num_images, 1):
-        skipped.append({"target": int(t), "discovered": int(d), "smaller_part_size": smaller})
-        logging.warning("skipping target %d x discovered %d: its smaller part holds %d of %d "
-                        "images (adversarial.min_part_fraction=%g)", t, d, smaller, num_images,
-                        min_part_fraction)
-        continue
-      splits += pair
-  return splits, skipped
-
-
-def equal_size_parts(splits: Sequence[Split], seed: int) -> dict[str, np.ndarray]:
-  """Subsamples every split's parts to the smallest train and test part of `splits` (the policy
-  in the module docstring).
-
-  Returns:
-    int32 arrays `adversarial_train_idx`, `random_train_idx` `[S, n]` and `adversarial_test_idx`,
-    `random_test_idx` `[S, m]` with n, m the smallest train and test sizes.
-  """
-  n = min(len(s.train_idx) for s in splits)
-  m = min(len(s.test_idx) for s in splits)
-  out = {k: [] for k in ("adversarial_train_idx", "adversarial_test_idx", "random_train_idx",
-                         "random_test_idx")}
-  for s in splits:
-    rng = np.random.default_rng(_split_seed(seed, _SPLIT_STREAM + 100, s.target, s.discovered,
-                                            s.mirror))
-    out["adversarial_train_idx"].append(subsample(s.train_idx, n, rng))
-    out["adversarial_test_idx"].append(subsample(s.test_idx, m, rng))
-    out["random_train_idx"].append(subsample(s.random_train_idx, n, rng))
-    out["random_test_idx"].append(subsample(s.random_test_idx, m, rng))
-  return {k: np.stack(v) for k, v in out.items()}
-
-
-def save_splits(path: str, splits: Sequence[Split], parts: dict[str, np.ndarray],
-                num_images: int) -> None:
-  """Writes the splits as `.npz`.
-
-  Arrays: `target`, `discovered`, `mirror` `[S]`; `adversarial_is_train`, `random_is_train`
-  `[S, N]` bool (the full parts: test = not train); and the equal-size subsets the learners used,
-  `adversarial_train_idx`, `random_train_idx` `[S, n]`, `adversarial_test_idx`, `random_test_idx`
-  `[S, m]`. `load_splits` turns the masks back into index sets.
-  """
-  def mask(idx):
-    m = np.zeros(num_images, bool)
-    m[idx] = True
-    return m
-
-  with workdir_lib.atomic_write(path, "wb") as f:  # a failed write keeps the previous file
-    np.savez_compressed(
-        f, target=np.asarray([s.target for s in splits], np.int32),
-        discovered=np.asarray([s.discovered for s in splits], np.int32),
-        mirror=np.asarray([s.mirror for s in splits], bool),
-        adversarial_is_train=np.stack([mask(s.train_idx) for s in splits]),
-        random_is_train=np.stack([mask(s.random_train_idx) for s in splits]), **parts)
-
-
-def load_splits(path: str) -> list[Split]:
-  """Reads `save_splits` output back into `Split`s (full parts)."""
-  with np.load(path) as f:
-    return [Split(int(t), int(d), bool(m), np.flatnonzero(a).astype(np.int32),
-                  np.flatnonzero(~a).astype(np.int32), np.flatnonzero(r).astype(np.int32),
-                  np.flatnonzero(~r).astype(np.int32))
-            for t, d, m, a, r in zip(f["target"], f["discovered"], f["mirror"],
-                                     f["adversarial_is_train"], f["random_is_train"])]
-
-
-# ------------------------------------------------------------------------------- task sources
 
 
 def _select(labels: np.ndarray, ids: Sequence[int], field: str, what: str):
@@ -326,7 +95,7 @@ def load_targets(config, dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndar
     labels = tasks.human_task_labels(dataset.labels, dataset.num_classes, ids)
     kind = "target human task {}"
   for i, row in zip(ids, labels):
-    check_binary_task(row, kind.format(int(i)))
+    splits_lib.check_binary_task(row, kind.format(int(i)))
   return ids, labels
 
 
@@ -336,7 +105,7 @@ def _discovery_labels(workdir: str, dataset: datasets.Dataset) -> np.ndarray:
         "config.adversarial.discovery_workdir is empty: set it to the workdir of a job='discover' "
         "run made with the same data config, or use --config.adversarial.source=random_network "
         "(no discovery run needed) or source=file with adversarial.labels_file")
-  path = os.path.join(workdir, "tasks.npz")
+  path = workdir_lib.Workdir.of(workdir).tasks
   if not os.path.exists(path):
     raise FileNotFoundError(
         f"{path} does not exist: run job='discover' first (python -m task_discovery.main "
@@ -357,7 +126,7 @@ def _discovery_labels(workdir: str, dataset: datasets.Dataset) -> np.ndarray:
         f"({'same' if labels.shape[-1] == dataset.num_images else 'different'} count, different "
         f"classes) but the current data config gives {dataset.num_images} images of "
         f"{dataset.name!r}: use the same data config as the discovery run (data.name, "
-        f"data.split, data.num_images, data.split_seed; see {os.path.join(workdir, 'config.json')})")
+        f"data.split, data.num_images, data.split_seed; see {workdir_lib.Workdir.of(workdir).config})")
   return labels.astype(np.int32)
 
 
@@ -385,14 +154,14 @@ def load_discovered(config, dataset: datasets.Dataset) -> tuple[np.ndarray, np.n
                      "('discovery', 'file', 'random_network')")
   ids, labels = _select(all_labels, a.discovered_tasks, "discovered_tasks", repr(what))
   for i, row in zip(ids, labels):
-    check_binary_task(row, f"discovered task {int(i)} of {what!r}")
+    splits_lib.check_binary_task(row, f"discovered task {int(i)} of {what!r}")
   return ids, labels
 
 
 # --------------------------------------------------------------------------------- measuring
 
 
-def evaluate_splits(config, dataset: datasets.Dataset, splits: Sequence[Split],
+def evaluate_splits(config, dataset: datasets.Dataset, splits: Sequence[splits_lib.Split],
                     parts: dict[str, np.ndarray], target_rows: dict[int, np.ndarray],
                     *, kway: bool) -> dict[str, dict[str, np.ndarray]]:
   """Trains learners (the `eval` protocol) on every split's train part, adversarial and random.
@@ -436,7 +205,7 @@ def _mean(values) -> float | None:
   return float(np.mean(values)) if len(values) else None
 
 
-def make_section(splits: Sequence[Split], skipped: list[dict], results: dict,
+def make_section(splits: Sequence[splits_lib.Split], skipped: list[dict], results: dict,
                  parts: dict[str, np.ndarray], info: dict) -> dict:
   """The `adversarial` section of `report.json`: per-split entries and a summary."""
   entries = []
@@ -492,15 +261,15 @@ def run(config, workdir: str) -> dict:
   discovered_ids, discovered_labels = load_discovered(config, dataset)
   logging.info("adversarial splits: %d targets x %d discovered tasks (source=%s)%s",
                len(target_ids), len(discovered_ids), a.source, " x 2 (mirror)" if a.mirror else "")
-  splits, skipped = build_splits(target_labels, discovered_labels, target_ids=target_ids,
-                                 discovered_ids=discovered_ids, mirror=a.mirror, seed=config.seed,
-                                 min_part_fraction=a.min_part_fraction)
+  splits, skipped = splits_lib.build_splits(
+      target_labels, discovered_labels, target_ids=target_ids, discovered_ids=discovered_ids,
+      mirror=a.mirror, seed=config.seed, min_part_fraction=a.min_part_fraction)
   if not splits:
     raise ValueError(
         f"every target x discovered pair was skipped: their smaller parts {skipped} are below "
         f"adversarial.min_part_fraction={a.min_part_fraction} of {dataset.num_images} images; "
         "lower it or choose other tasks")
-  parts = equal_size_parts(splits, config.seed)
+  parts = splits_lib.equal_size_parts(splits, config.seed)
   used_train = parts["adversarial_train_idx"].shape[1]
   if used_train < config.eval.batch_size:
     smallest = min(splits, key=lambda s: len(s.train_idx))
@@ -512,7 +281,9 @@ def run(config, workdir: str) -> dict:
   logging.info("%d splits; every learner trains on %d images and is tested on %d (the smallest "
                "train / test part of the run)", len(splits), used_train,
                parts["adversarial_test_idx"].shape[1])
-  save_splits(os.path.join(workdir, SPLITS_NAME), splits, parts, dataset.num_images)
+  wd = workdir_lib.Workdir.of(workdir)
+  if wd.writes:
+    splits_lib.save_splits(wd.splits, splits, parts, dataset.num_images)
   t0 = time.perf_counter()
   results = evaluate_splits(config, dataset, splits, parts,
                             dict(zip((int(i) for i in target_ids), target_labels)),
@@ -523,9 +294,6 @@ def run(config, workdir: str) -> dict:
                       "num_classes": dataset.num_classes},
           "eval_seconds": time.perf_counter() - t0}
   section = make_section(splits, skipped, results, parts, info)
-  report = report_lib.update(workdir, adversarial=section)
-  plot_section(section, os.path.join(workdir, PLOT_NAME),
-               f"{dataset.name}: test accuracy on adversarial vs random splits")
   s = section["summary"]
   logging.info("adversarial splits: mean test accuracy %.4f adversarial vs %.4f random "
                "(%d splits)", s["mean_adversarial_accuracy"], s["mean_random_accuracy"],
@@ -533,4 +301,9 @@ def run(config, workdir: str) -> dict:
   if a.include_kway:
     logging.info("K-way labels on the same splits: %.4f adversarial vs %.4f random",
                  s["mean_kway_adversarial_accuracy"], s["mean_kway_random_accuracy"])
+  if not wd.writes:  # only process 0 writes; the others return the report they computed
+    return {"adversarial": section}
+  report = report_lib.update(wd, adversarial=section)
+  plot_section(section, wd.adversarial_plot,
+               f"{dataset.name}: test accuracy on adversarial vs random splits")
   return report

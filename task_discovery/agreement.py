@@ -14,24 +14,26 @@ all tasks see the same batch order, so the chunking changes nothing but floating
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from task_discovery import inner_loop
 from task_discovery import models
 from task_discovery import optimizers
 from task_discovery import progress as progress_lib
 from task_discovery import sharding
 
 
-class LearnerState(NamedTuple):
-  """Training state of a stack of learners; every leaf has leading axes [tasks, learners]."""
-  params: Any
-  batch_stats: Any
-  opt_state: Any
+# Learner state: a dict `{'params', 'batch_stats', 'opt_state'}`, every leaf with leading axes
+# `[tasks, learners]`. State pytrees of this library are string-keyed dicts, as the discovery state
+# (`meta.init_state`) whose keys name the arrays of the checkpoints on disk: one container style,
+# so a key can be added without changing a class, and orbax, `jax.eval_shape` and the sharding
+# helpers see the same kind of tree everywhere. (Scan carries inside one function stay tuples.)
+LearnerState = dict[str, Any]
 
 
 def pairwise_agreement(predictions: jax.Array) -> jax.Array:
@@ -57,7 +59,8 @@ def init_learners(model: models.Model, optimizer: optax.GradientTransformation,
   """Initialises learners from a `[num_tasks, num_learners]` array of keys."""
   variables = jax.vmap(jax.vmap(model.init))(keys)
   opt_state = jax.vmap(jax.vmap(optimizer.init))(variables["params"])
-  return LearnerState(variables["params"], variables.get("batch_stats", {}), opt_state)
+  return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {}),
+          "opt_state": opt_state}
 
 
 def make_train_epoch(model: models.Model, optimizer: optax.GradientTransformation, *,
@@ -70,17 +73,9 @@ def make_train_epoch(model: models.Model, optimizer: optax.GradientTransformatio
   set per task, all of size n). `labels` is `[T, N]` over all images.
   """
 
-  def loss_fn(params, batch_stats, x, y):
-    logits, new_batch_stats = model.apply({"params": params, "batch_stats": batch_stats}, x, True)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    return loss, new_batch_stats
-
-  def learner_step(params, batch_stats, opt_state, x, y):
-    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        params, batch_stats, x, y)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), batch_stats, opt_state, loss
-
+  learner_step = inner_loop.make_learner_step(
+      model, optimizer,
+      lambda logits, y: optax.softmax_cross_entropy_with_integer_labels(logits, y).mean())
   over_learners = jax.vmap(learner_step, in_axes=(0, 0, 0, None, None))
 
   @functools.partial(jax.jit, donate_argnums=0)
@@ -97,8 +92,9 @@ def make_train_epoch(model: models.Model, optimizer: optax.GradientTransformatio
       idx = train_idx[..., pos]  # [B] or [T, B]
       x = images[idx]
       y = labels[:, idx] if shared else jnp.take_along_axis(labels, idx, axis=1)
-      params, batch_stats, opt_state, loss = over_tasks(*state, x, y)
-      return LearnerState(params, batch_stats, opt_state), loss
+      params, batch_stats, opt_state, loss = over_tasks(
+          state["params"], state["batch_stats"], state["opt_state"], x, y)
+      return {"params": params, "batch_stats": batch_stats, "opt_state": opt_state}, loss
 
     state, losses = jax.lax.scan(body, state, positions)
     return state, losses.mean(axis=0)
@@ -116,9 +112,8 @@ def make_predict(model: models.Model, *, batch_size: int) -> Callable:
   batched = jax.jit(jax.vmap(jax.vmap(one, in_axes=(0, 0, None)), in_axes=(0, 0, None)))
 
   def predict(params, batch_stats, images):
-    chunks = [batched(params, batch_stats, images[i:i + batch_size])
-              for i in range(0, images.shape[0], batch_size)]
-    return jnp.concatenate(chunks, axis=-1)
+    return models.apply_in_chunks(lambda x: batched(params, batch_stats, x), images,
+                                  batch_size=batch_size, axis=-1)
 
   return predict
 
@@ -194,10 +189,10 @@ def evaluate_tasks(model: models.Model, images: np.ndarray, labels: np.ndarray, 
       bar.update(sl.start * config.num_epochs + size * (epoch + 1),
                  f"loss {float(sharding.to_host(loss).mean()):.4f}")
     if chunk_heldout.ndim == 1:
-      preds = predict(state.params, state.batch_stats, images[chunk_heldout])  # [t, L, m]
+      preds = predict(state["params"], state["batch_stats"], images[chunk_heldout])  # [t, L, m]
       targets = chunk_labels[:, jnp.asarray(chunk_heldout)][:, None, :]
     else:  # one held-out set per task: predict on the union, then pick each task's part.
-      preds_all = predict(state.params, state.batch_stats, images)  # [t, L, N]
+      preds_all = predict(state["params"], state["batch_stats"], images)  # [t, L, N]
       preds = jnp.take_along_axis(preds_all, jnp.asarray(chunk_heldout)[:, None, :], axis=2)
       targets = jnp.take_along_axis(chunk_labels, jnp.asarray(chunk_heldout), axis=1)[:, None]
     results["agreement"].append(sharding.to_host(pairwise_agreement(preds))[:size])

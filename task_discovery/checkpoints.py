@@ -1,8 +1,8 @@
-"""Orbax checkpoints of a discovery run, their integrity checks, and the one-call loader.
+"""Orbax checkpoints of a discovery run: saving, restoring and their integrity checks.
 
-A checkpoint holds the discovery state (a pytree of arrays) and, as JSON, the full config plus
-what is needed to use the task network without the dataset (input shape, normalisation). So
-`load(workdir)` rebuilds the trained task network from the checkpoint alone.
+A checkpoint holds the discovery state (a pytree of arrays) and a JSON payload: the full config
+plus what is needed to use the task network without the dataset (input shape, normalisation), so
+`loader.load(workdir)` rebuilds the trained task network from the checkpoint alone.
 
 Integrity: the JSON also holds a sha256 of every array (of its dtype, shape and bytes) and of the
 rest of the JSON. Every restore verifies them and refuses non-finite values, so a damaged file is
@@ -14,7 +14,6 @@ the next step, naming the path and the OS error.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import hashlib
 import json
@@ -25,21 +24,18 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
 from task_discovery import config as config_lib
-from task_discovery import meta
-from task_discovery import models
-from task_discovery import task_network
 from task_discovery import workdir as workdir_lib
 
-CHECKPOINT_DIR = "checkpoints"
-CORRUPT_DIR = "corrupt_checkpoints"
 INTEGRITY_KEY = "integrity"
+# Orbax item names of a checkpoint step: the state pytree and the JSON payload. The payload's item
+# is called "meta" on disk (the name checkpoints were written with), nothing else calls it so.
+STATE_ITEM = "state"
+PAYLOAD_ITEM = "meta"
 
 
 class CheckpointMismatchError(workdir_lib.ConfigMismatchError):
@@ -61,10 +57,10 @@ class CheckpointSaveError(OSError):
 def manager(workdir: str, *, max_to_keep: int = 3, create: bool = True,
             read_only: bool = False) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
+      workdir_lib.Workdir.of(workdir).checkpoints,
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
                                            read_only=read_only),
-      item_names=("state", "meta"))
+      item_names=(STATE_ITEM, PAYLOAD_ITEM))
 
 
 # ------------------------------------------------------------------------------- checksums
@@ -197,8 +193,8 @@ def save(mgr: ocp.CheckpointManager, step: int, state: Any, payload: dict, *,
   """
   payload = with_checksums(state, payload)
   try:
-    mgr.save(int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                 meta=ocp.args.JsonSave(payload)))
+    mgr.save(int(step), args=ocp.args.Composite(**{
+        STATE_ITEM: ocp.args.StandardSave(state), PAYLOAD_ITEM: ocp.args.JsonSave(payload)}))
   except Exception as e:  # orbax surfaces a failed background save at the next call
     raise save_error(mgr, pending if pending is not None else step, e) from e
 
@@ -236,9 +232,9 @@ def check_pending_save(mgr: ocp.CheckpointManager, step: int | None, *,
 # ------------------------------------------------------------------------------ restoring
 
 
-def make_meta(config, dataset) -> dict:
+def make_payload(config, dataset) -> dict:
   """The JSON payload stored beside the state."""
-  return {"config": json.loads(config.to_json_best_effort()),
+  return {"config": config_lib.as_json(config),
           "input_shape": list(dataset.input_shape), "mean": np.asarray(dataset.mean).tolist(),
           "std": np.asarray(dataset.std).tolist(), "dataset": dataset.name,
           "num_classes": int(dataset.num_classes)}
@@ -247,36 +243,37 @@ def make_meta(config, dataset) -> dict:
 def check_compatible(saved_config: dict, config, workdir: str, step: int | None = None) -> None:
   """Raises CheckpointMismatchError naming every field that changes results and differs between
   the checkpoint's config and `config` (see `workdir.RESUMABLE_FIELDS`)."""
-  diffs = workdir_lib.config_differences(
-      saved_config, json.loads(config.to_json_best_effort()),
-      defaults=json.loads(config_lib.base().to_json_best_effort()))
+  diffs = config_lib.differences(saved_config, config)
   if diffs:
     what = "a checkpoint" if step is None else f"a checkpoint (step {step})"
     raise CheckpointMismatchError(workdir_lib.mismatch_message(workdir, what, diffs))
 
 
 def restore(mgr: ocp.CheckpointManager, step: int, abstract_state: Any) -> tuple[Any, dict]:
-  """Restores `(state, meta)` at `step` onto the shardings of `abstract_state`, verified.
+  """Restores `(state, payload)` at `step` onto the shardings of `abstract_state`, verified.
 
   Raises:
     CheckpointCorruptError: unreadable files, checksums that do not match, non-finite values.
   """
   try:
-    restored = mgr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    restored = mgr.restore(step, args=ocp.args.Composite(**{
+        STATE_ITEM: ocp.args.StandardRestore(abstract_state),
+        PAYLOAD_ITEM: ocp.args.JsonRestore()}))
   except Exception as e:  # orbax raises many types for unreadable or mismatched files
     raise CheckpointCorruptError(
         f"checkpoint step {step} in {mgr.directory} could not be restored ({type(e).__name__}: "
         f"{str(e)[:500]})", step) from e
-  verify_payload(restored["meta"], step, str(mgr.directory))
-  verify_state(restored["state"], restored["meta"], step, str(mgr.directory))
-  return restored["state"], restored["meta"]
+  state, payload = restored[STATE_ITEM], restored[PAYLOAD_ITEM]
+  verify_payload(payload, step, str(mgr.directory))
+  verify_state(state, payload, step, str(mgr.directory))
+  return state, payload
 
 
-def read_meta(mgr: ocp.CheckpointManager, step: int) -> dict:
+def read_payload(mgr: ocp.CheckpointManager, step: int) -> dict:
   """The JSON payload of `step`, its checksum verified."""
   try:
-    payload = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    payload = mgr.restore(step, args=ocp.args.Composite(
+        **{PAYLOAD_ITEM: ocp.args.JsonRestore()}))[PAYLOAD_ITEM]
   except Exception as e:
     raise CheckpointCorruptError(
         f"the config stored with checkpoint step {step} in {mgr.directory} could not be read "
@@ -291,7 +288,7 @@ def read_meta(mgr: ocp.CheckpointManager, step: int) -> dict:
 def move_aside(workdir: str, mgr: ocp.CheckpointManager, step: int) -> str:
   """Moves step `step`'s folder to `workdir/corrupt_checkpoints/` (nothing is deleted), so a
   resumed run can write that step again. Returns the new path."""
-  target_dir = os.path.join(workdir, CORRUPT_DIR)
+  target_dir = workdir_lib.Workdir.of(workdir).corrupt_checkpoints
   os.makedirs(target_dir, exist_ok=True)
   target = os.path.join(target_dir, str(step))
   if os.path.exists(target):
@@ -314,7 +311,7 @@ def restore_newest_intact(mgr: ocp.CheckpointManager, abstract_state: Any, confi
   problems = []
   for step in sorted(mgr.all_steps(), reverse=True):
     try:
-      payload = read_meta(mgr, step)
+      payload = read_payload(mgr, step)
       check_compatible(payload["config"], config, workdir, step)
       state, _ = restore(mgr, step, abstract_state)
     except CheckpointCorruptError as e:
@@ -344,111 +341,3 @@ def _sync_processes(name: str) -> None:
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices(name)
-
-
-@dataclasses.dataclass
-class TaskNetwork:
-  """A trained task network, usable without flags, datasets or training code.
-
-  Call it on images scaled to [0, 1] (as `Dataset.raw_images()`; uint8 is divided by 255)
-  with shape `[N, H, W, C]` to get hard labels `[N, d]` of the d discovered tasks.
-  """
-  config: ml_collections.ConfigDict
-  step: int
-  params: Any
-  batch_stats: Any
-  directions: jax.Array
-  mean: np.ndarray
-  std: np.ndarray
-  input_shape: tuple
-  encoder: models.Model
-
-  @property
-  def num_tasks(self) -> int:
-    return int(self.directions.shape[0])
-
-  def _prepare(self, images, normalized: bool) -> jax.Array:
-    images = np.asarray(images)
-    if images.ndim == 3:
-      images = images[..., None]
-    if images.shape[1:] != tuple(self.input_shape):
-      raise ValueError(f"images of shape {images.shape[1:]} given, the task network takes "
-                       f"{tuple(self.input_shape)}")
-    if normalized:
-      return jnp.asarray(images, jnp.float32)
-    if images.dtype == np.uint8:
-      images = images.astype(np.float32) / 255.0
-    return jnp.asarray((images - self.mean) / self.std, jnp.float32)
-
-  def embed(self, images, *, normalized: bool = False, batch_size: int = 1024) -> np.ndarray:
-    """Embeddings `h(x)` `[N, d]` (encoder in eval mode)."""
-    x = self._prepare(images, normalized)
-    apply = jax.jit(lambda v, b: self.encoder.apply(v, b, False)[0])
-    variables = {"params": self.params, "batch_stats": self.batch_stats}
-    return np.concatenate([np.asarray(apply(variables, x[i:i + batch_size]))
-                           for i in range(0, x.shape[0], batch_size)])
-
-  def scores(self, images, **kwargs) -> np.ndarray:
-    """Task scores `<w_i, h(x)>` `[N, d]`; label 1 iff positive."""
-    return self.embed(images, **kwargs) @ np.asarray(self.directions).T
-
-  def labels(self, images, **kwargs) -> np.ndarray:
-    """Hard labels `[N, d]` int32."""
-    return np.asarray(task_network.hard_labels(self.scores(images, **kwargs)))
-
-  __call__ = labels
-
-
-def load(workdir: str, step: int | None = None) -> TaskNetwork:
-  """Loads the task network of a discovery workdir (latest checkpoint unless `step`), verified
-  against the checksums saved with it. Creates nothing on disk.
-
-  Raises:
-    FileNotFoundError: no workdir, no checkpoint, or no such step (the message lists the steps).
-    CheckpointCorruptError: the step is damaged (the message names the other steps to load).
-  """
-  directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
-  if not os.path.isdir(directory):
-    why = "no such workdir" if not os.path.exists(workdir) else "no checkpoints folder"
-    raise FileNotFoundError(f"no checkpoint in {directory} ({why}): run `python -m "
-                            "task_discovery.main --config=... --workdir=...` first")
-  mgr = manager(workdir, create=False)
-  try:
-    steps = sorted(mgr.all_steps())
-    if step is None:
-      if not steps:
-        raise FileNotFoundError(f"no checkpoint in {directory}: run `python -m "
-                                "task_discovery.main --config=... --workdir=...` first")
-      step = steps[-1]
-    elif step not in steps:
-      raise FileNotFoundError(f"no checkpoint step {step} in {directory}; the steps there are "
-                              f"{steps or 'none'}")
-    others = [s for s in steps if s != step]
-    try:
-      payload = read_meta(mgr, step)
-      config = ml_collections.ConfigDict(payload["config"])
-      for section in (config.task.encoder, config.learner):  # saved before the fields existed
-        for field in ("init", "vit_final_norm"):
-          if field not in section:
-            section[field] = workdir_lib.BEHAVIOUR_BEFORE_FIELD[field]
-      input_shape = tuple(payload["input_shape"])
-      encoder, learner = models.build_models(config, input_shape)
-      # The state's structure follows from the config; restore it onto the first local device.
-      device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-      abstract = jax.tree.map(
-          lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
-          jax.eval_shape(lambda k: meta.init_state(encoder, learner, config, k),
-                         jax.random.PRNGKey(0)))
-      restored, _ = restore(mgr, step, abstract)
-    except CheckpointCorruptError as e:
-      hint = (f"load another step: task_discovery.load({workdir!r}, step=S) for S in {others}"
-              if others else "no other step is there")
-      raise CheckpointCorruptError(f"{e}; {hint}. Nothing was changed.", step) from e
-  finally:
-    mgr.close()
-  return TaskNetwork(config=config, step=int(step), params=restored["params"],
-                     batch_stats=restored.get("batch_stats", {}),
-                     directions=jnp.asarray(restored["directions"]),
-                     mean=np.asarray(payload["mean"], np.float32),
-                     std=np.asarray(payload["std"], np.float32), input_shape=input_shape,
-                     encoder=encoder)

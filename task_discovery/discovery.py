@@ -10,7 +10,6 @@ notebook can call them separately:
 
 from __future__ import annotations
 
-import os
 import time
 
 import jax
@@ -32,6 +31,7 @@ from task_discovery import sharding
 from task_discovery import similarity
 from task_discovery import task_network
 from task_discovery import tasks
+from task_discovery import workdir as workdir_lib
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -64,7 +64,7 @@ def _check_finite(step: int, values: dict[str, float], workdir: str, last_saved,
         f"non-finite values at meta-step {step}, the first step after restoring checkpoint step "
         f"{restored_step}: {bad}; {kept}. The restored checkpoint may be corrupt (damaged before "
         "its checksums were written, or written by other code): resume from an earlier step by "
-        f"moving that step's folder out of {os.path.join(workdir, checkpoints.CHECKPOINT_DIR)}, "
+        f"moving that step's folder out of {workdir_lib.Workdir.of(workdir).checkpoints}, "
         "or use a new --workdir. If the checkpoint is sound, lower inner.learning_rate or "
         "meta.learning_rate in a new --workdir.")
   raise NonFiniteLossError(
@@ -72,12 +72,15 @@ def _check_finite(step: int, values: dict[str, float], workdir: str, last_saved,
       "meta.learning_rate (for optimizer='adam' keep inner.eps_root > 0), then resume.")
 
 
-def jit_meta_step(encoder: models.Model, learner: models.Model, config, mesh):
+def jit_meta_step(encoder: models.Model, learner: models.Model, config, mesh, *,
+                  unroll_scans: bool = False):
   """The compiled meta-step: tasks of the meta-batch split over `mesh`, the rest replicated,
-  the state donated (updated in place)."""
+  the state donated (updated in place). `unroll_scans`: see `meta.make_meta_loss` (benchmarks
+  count FLOPs on such a compile)."""
   replicated = sharding.replicated(mesh)
   step_fn = meta.make_meta_step(encoder, learner, config,
-                                shard_tasks=sharding.constrain_along_data(mesh))
+                                shard_tasks=sharding.constrain_along_data(mesh),
+                                unroll_scans=unroll_scans)
   return jax.jit(step_fn, in_shardings=(replicated, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
@@ -100,9 +103,9 @@ def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
   inputs.check_batch_sizes(config, num_train=len(dataset.train_idx),
                            num_heldout=len(dataset.heldout_idx),
                            num_meta_val=len(dataset.meta_val_idx))
-  main_process = sharding.is_main_process()
+  main_process = workdir_lib.Workdir.of(workdir).writes
   mgr = checkpoints.manager(workdir, max_to_keep=config.checkpoint.max_to_keep)
-  payload = checkpoints.make_meta(config, dataset)
+  payload = checkpoints.make_payload(config, dataset)
   abstract = jax.eval_shape(lambda k: meta.init_state(encoder, learner, config, k), key)
   abstract = jax.tree.map(
       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), abstract)
@@ -173,12 +176,13 @@ def export_tasks(workdir: str, dataset: datasets.Dataset, encoder: models.Model,
   """Writes `tasks.npz` / `tasks.csv`: hard labels `[d, N]` of every discovered task over the
   whole dataset (encoder in eval mode), with the train/held-out indices. Returns (labels,
   scores)."""
-  label = meta.make_labeler(encoder)
+  label = task_network.make_labeler(encoder)
   scores = np.asarray(label(state["params"], state["batch_stats"], state["directions"],
                             jnp.asarray(dataset.images)))
   labels = np.asarray(task_network.hard_labels(scores))
-  if sharding.is_main_process():
-    tasks.save_task_labels(os.path.join(workdir, "tasks"), labels, scores=scores,
+  wd = workdir_lib.Workdir.of(workdir)
+  if wd.writes:
+    tasks.save_task_labels(wd.tasks_prefix, labels, scores=scores,
                            train_idx=dataset.train_idx, heldout_idx=dataset.heldout_idx,
                            meta_val_idx=dataset.meta_val_idx, class_labels=dataset.labels)
   return labels, scores
@@ -193,17 +197,16 @@ def evaluate(config, workdir: str, dataset: datasets.Dataset, labels: np.ndarray
   families.update(evaluation.family_tasks(config, dataset))
   sections = evaluation.evaluate_families(config, dataset, families)
   report = evaluation.write_family_outputs(workdir, dataset, sections)
-  if not sharding.is_main_process():
+  wd = workdir_lib.Workdir.of(workdir)
+  if not wd.writes:
     return report
   sim, folded, ami = similarity.summary(labels)
   sim["label_balance"] = [float(b) for b in labels.mean(axis=1)]
   report = report_lib.update(workdir, similarity=sim)
-  plots.similarity_heatmap(folded, os.path.join(workdir, "similarity_folded_agreement.png"),
-                           "discovered tasks: folded agreement")
-  plots.similarity_heatmap(np.clip(ami, 0, 1) * 0.5 + 0.5,
-                           os.path.join(workdir, "similarity_ami.png"),
+  plots.similarity_heatmap(folded, wd.similarity_folded, "discovered tasks: folded agreement")
+  plots.similarity_heatmap(np.clip(ami, 0, 1) * 0.5 + 0.5, wd.similarity_ami,
                            "discovered tasks: 0.5 + AMI / 2")
-  plots.task_image_sheet(dataset.raw_images(), scores, os.path.join(workdir, "task_images.png"),
+  plots.task_image_sheet(dataset.raw_images(), scores, wd.task_images,
                          title=f"{dataset.name}: most confident images per side of each task")
   logging.info("similarity: mean folded agreement %.3f, mean AMI %.3f",
                sim["mean_folded_agreement"], sim["mean_adjusted_mutual_information"])
@@ -222,7 +225,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   train_seconds = time.perf_counter() - t0
   labels, scores = export_tasks(workdir, dataset, encoder, state)
   report = evaluate(config, workdir, dataset, labels, scores)
-  if not sharding.is_main_process():
+  if not workdir_lib.Workdir.of(workdir).writes:
     return report
   report = report_lib.update(workdir, discovery={
       "meta_steps": int(state["step"]), "train_seconds_this_run": train_seconds,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import jax
@@ -18,6 +17,7 @@ from task_discovery import plots
 from task_discovery import report as report_lib
 from task_discovery import sharding
 from task_discovery import tasks
+from task_discovery import workdir as workdir_lib
 
 # Separate streams of randomness derived from config.seed.
 _EVAL_STREAM = 1
@@ -82,7 +82,8 @@ def write_family_outputs(workdir: str, dataset: datasets.Dataset, sections: dict
 
   Only the main process writes; the others return the report they would have written.
   """
-  if not sharding.is_main_process():
+  wd = workdir_lib.Workdir.of(workdir)
+  if not wd.writes:
     return sections
   old = report_lib.read(workdir)
   new_families = set(sections["summary"])
@@ -99,7 +100,7 @@ def write_family_outputs(workdir: str, dataset: datasets.Dataset, sections: dict
     per_family.setdefault(entry["family"], []).append(entry["agreement"])
   order = [f for f in ("random", "human", "discovered", "file") if f in per_family]
   plots.agreement_histogram({f: per_family[f] for f in order},
-                            os.path.join(workdir, "agreement_histogram.png"),
+                            wd.agreement_histogram,
                             title=f"Agreement score per task family ({dataset.name})")
   return report
 

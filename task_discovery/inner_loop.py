@@ -51,6 +51,30 @@ def soft_cross_entropy(target_probs: jax.Array, logits: jax.Array) -> jax.Array:
   return -jnp.sum(target_probs * jax.nn.log_softmax(logits, axis=-1), axis=-1).mean(axis=-1)
 
 
+def make_learner_step(model: models.Model, optimizer: optax.GradientTransformation,
+                      loss: Callable[[jax.Array, Any], jax.Array]) -> Callable:
+  """One optimiser step of one learner in training mode, for any loss of its logits.
+
+  Returns:
+    `step(params, batch_stats, opt_state, x, targets) -> (params, batch_stats, opt_state,
+    loss_value)`, with `loss(logits, targets) -> scalar`: soft labels here (the differentiable
+    AS), hard labels in `agreement` (the evaluation protocol). `batch_stats` are the BatchNorm
+    running statistics after the step; a caller that never reads them may drop them.
+  """
+
+  def loss_fn(params, batch_stats, x, targets):
+    logits, new_batch_stats = model.apply({"params": params, "batch_stats": batch_stats}, x, True)
+    return loss(logits, targets), new_batch_stats
+
+  def step(params, batch_stats, opt_state, x, targets):
+    (value, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, batch_stats, x, targets)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), batch_stats, opt_state, value
+
+  return step
+
+
 def learner_inputs(x: jax.Array, num_tasks: int, num_learners: int, data_mode: str
                    ) -> jax.Array:
   """The inner batch `[B, ...]` as each learner sees it: `[K, B / L, ...]` ('meta': learner l
@@ -65,24 +89,19 @@ def learner_inputs(x: jax.Array, num_tasks: int, num_learners: int, data_mode: s
 def weight_space(learner: models.Model, optimizer: optax.GradientTransformation, params,
                  batch_stats, images: jax.Array, heldout_x: jax.Array, *, num_tasks: int,
                  num_learners: int, data_mode: str) -> Unroll:
-  """Learners as parameters + optimiser state; `params`/`batch_stats` have leading axis K."""
+  """Learners as parameters + optimiser state; `params`/`batch_stats` have leading axis K.
 
-  def loss_fn(p, s, x, probs):
-    logits, _ = learner.apply({"params": p, "batch_stats": s}, x, True)
-    return soft_cross_entropy(probs, logits)
-
-  def one(p, s, opt, x, probs):
-    loss, grads = jax.value_and_grad(loss_fn)(p, s, x, probs)
-    updates, opt = optimizer.update(grads, opt, p)
-    return optax.apply_updates(p, updates), opt, loss
-
+  The running statistics are not carried (nothing reads them: the learners stay in training
+  mode on the held-out batch), so every step starts from `batch_stats`."""
+  one = make_learner_step(learner, optimizer,
+                          lambda logits, probs: soft_cross_entropy(probs, logits))
   over_learners = jax.vmap(one, in_axes=(0, 0, 0, 0 if data_mode == "meta" else None, 0))
 
   def step(carry, xs):
     p, opt = carry
     _, idx, probs = xs
     x = learner_inputs(images[idx], num_tasks, num_learners, data_mode)
-    p, opt, loss = over_learners(p, batch_stats, opt, x, probs)
+    p, _, opt, loss = over_learners(p, batch_stats, opt, x, probs)
     return (p, opt), loss
 
   def heldout_logits(carry):
@@ -192,8 +211,12 @@ def sample_space(learner: models.Model, learning_rate: float, params, batch_stat
   return Unroll((rest, deltas), step, heldout_logits)
 
 
-def scan_steps(step: Callable, carry, xs, *, remat: bool, remat_block: int = 0):
+def scan_steps(step: Callable, carry, xs, *, remat: bool, remat_block: int = 0,
+               unroll: int | bool = 1):
   """`jax.lax.scan` of `step` over the leading axis of `xs`, with optional checkpointing.
+
+  `unroll` is `jax.lax.scan`'s (True: a straight-line program, for cost-only compiles that
+  count every step's FLOPs).
 
   `remat`: `jax.checkpoint` on every step (the backward pass keeps one carry per step and
   recomputes the step). `remat_block = K > 0` checkpoints blocks of K steps as well (nested
@@ -204,15 +227,16 @@ def scan_steps(step: Callable, carry, xs, *, remat: bool, remat_block: int = 0):
     step = jax.checkpoint(step)
   num_steps = jax.tree.leaves(xs)[0].shape[0]
   if not (remat_block and num_steps > remat_block):
-    return jax.lax.scan(step, carry, xs)
+    return jax.lax.scan(step, carry, xs, unroll=unroll)
   num_blocks, tail = divmod(num_steps, remat_block)
   head = jax.tree.map(
       lambda a: a[: num_blocks * remat_block].reshape((num_blocks, remat_block) + a.shape[1:]),
       xs)
-  block = jax.checkpoint(lambda c, b: jax.lax.scan(step, c, b))
-  carry, out = jax.lax.scan(block, carry, head)
+  block = jax.checkpoint(lambda c, b: jax.lax.scan(step, c, b, unroll=unroll))
+  carry, out = jax.lax.scan(block, carry, head, unroll=unroll)
   out = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), out)
   if tail:
-    carry, tail_out = jax.lax.scan(step, carry, jax.tree.map(lambda a: a[-tail:], xs))
+    carry, tail_out = jax.lax.scan(step, carry, jax.tree.map(lambda a: a[-tail:], xs),
+                                   unroll=unroll)
     out = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, tail_out)
   return carry, out

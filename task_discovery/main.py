@@ -77,9 +77,9 @@ def run_job(config, workdir: str, *, break_lock: bool = False):
   config_lib.validate(config)
   inputs.check_options(config)
   workdir = workdir_lib.prepare(workdir)
-  main_process = sharding.is_main_process()
-  with workdir_lib.locked(workdir, break_lock=break_lock, enabled=main_process):
-    if main_process:
+  writes = workdir_lib.Workdir(workdir).writes
+  with workdir_lib.locked(workdir, break_lock=break_lock, enabled=writes):
+    if writes:
       report.check_config(workdir, config)
       report.write_config(workdir, config)
     return _run(config, workdir)
@@ -92,7 +92,7 @@ def run_seeds(config, workdir: str, seeds, *, break_lock: bool = False) -> dict:
   config_lib.validate(config)
   agg = seeds_lib.run_seeds(config, workdir, seeds,
                             lambda c, w: run_job(c, w, break_lock=break_lock))
-  if sharding.is_main_process():
+  if workdir_lib.Workdir(workdir).writes:
     print(seeds_lib.format_summary(agg), flush=True)
   return agg
 

@@ -59,7 +59,7 @@ def _flatten_learners(tree, num_tasks: int, num_learners: int):
   return jax.tree.map(lambda a: a.reshape((num_tasks * num_learners,) + a.shape[2:]), tree)
 
 
-def _running_stats_after(initial, step_updates):
+def _running_stats_after(initial, step_updates, unroll: int | bool = 1):
   """Running statistics after T BatchNorm updates, from per-step updates made from zero.
 
   `step_updates` leaves are `[T, ...]`: `(1 - momentum) * batch_stat_t`, which is what a model
@@ -68,7 +68,7 @@ def _running_stats_after(initial, step_updates):
   """
   def fold(r, u):
     return jax.tree.map(lambda a, b: models.BATCH_NORM_MOMENTUM * a + b, r, u), None
-  return jax.lax.scan(fold, initial, step_updates)[0]
+  return jax.lax.scan(fold, initial, step_updates, unroll=unroll)[0]
 
 
 def resolve_encoder_mode(mode: str, encoder_name: str) -> str:
@@ -86,8 +86,13 @@ def resolve_encoder_mode(mode: str, encoder_name: str) -> str:
   return mode
 
 
-def make_meta_loss(encoder: models.Model, learner: models.Model, config) -> Callable:
+def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
+                   unroll_scans: bool = False) -> Callable:
   """Builds the meta-objective for `config` (sections `task`, `inner`, `meta`).
+
+  `unroll_scans=True` fully unrolls every `jax.lax.scan` of the objective (same math, one
+  straight-line program): XLA's cost analysis counts a scan body once, an unrolled program's
+  every step, so benchmarks count FLOPs on such a compile; training never sets it.
 
   The task network does not change during the unroll, so its soft labels for all T inner
   batches are computed before the learners' scan (`inner.encoder_mode`), and the scan carries
@@ -110,6 +115,7 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config) -> Call
   truncation = config.meta.truncation_length if config.meta.estimator == "truncated" else None
   encoder_mode = resolve_encoder_mode(inner.get("encoder_mode", "auto"), task.encoder.name)
   remat_block = int(inner.get("remat_block", 0))
+  unroll = True if unroll_scans else 1  # jax.lax.scan's default: a loop
 
   def diversity(h, directions_all):
     if task.diversity == "uniformity":
@@ -127,12 +133,12 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config) -> Call
       zeros = jax.tree.map(jnp.zeros_like, enc_stats)
       apply = lambda x: encoder.apply({"params": theta, "batch_stats": zeros}, x, True)
       h, updates = jax.vmap(apply)(images[batch_idx])  # statistics per inner batch
-      return h, _running_stats_after(enc_stats, updates)
+      return h, _running_stats_after(enc_stats, updates, unroll)
 
     def one(stats, idx):
       h, stats = encoder.apply({"params": theta, "batch_stats": stats}, images[idx], True)
       return stats, h
-    stats, h = jax.lax.scan(jax.checkpoint(one), enc_stats, batch_idx)
+    stats, h = jax.lax.scan(jax.checkpoint(one), enc_stats, batch_idx, unroll=unroll)
     return h, stats
 
   def learners(learner_vars, images, batch_idx, heldout_x, num_tasks) -> inner_loop.Unroll:
@@ -166,22 +172,22 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config) -> Call
       learner_probs = probs.reshape(num_steps, num_tasks * num_learners, -1, probs.shape[-1])
     else:
       learner_probs = jnp.repeat(probs, num_learners, axis=1)
-    unroll = learners(learner_vars, images, batch_idx, heldout_x, num_tasks)
+    steps = learners(learner_vars, images, batch_idx, heldout_x, num_tasks)
     xs = (jnp.arange(num_steps), batch_idx, learner_probs)
-    scan = lambda carry, xs: inner_loop.scan_steps(unroll.step, carry, xs, remat=inner.remat,
-                                                   remat_block=remat_block)
+    scan = lambda carry, xs: inner_loop.scan_steps(steps.step, carry, xs, remat=inner.remat,
+                                                   remat_block=remat_block, unroll=unroll)
     if truncated:
       split = num_steps - truncation
       head = jax.tree.map(lambda a: a[:split], xs)
-      carry, loss_head = scan(unroll.carry, jax.lax.stop_gradient(head))
+      carry, loss_head = scan(steps.carry, jax.lax.stop_gradient(head))
       carry, loss_tail = scan(jax.lax.stop_gradient(carry),
                               jax.tree.map(lambda a: a[split:], xs))
       inner_loss = jnp.concatenate([loss_head, loss_tail])
     else:
-      carry, inner_loss = scan(unroll.carry, xs)  # inner_loss [T, K]
+      carry, inner_loss = scan(steps.carry, xs)  # inner_loss [T, K]
     inner_loss = inner_loss.reshape(num_steps, num_tasks, num_learners).mean(axis=-1)  # [T, M]
     # Learners stay in training mode (batch statistics) on the held-out batch, as the original.
-    logits = unroll.heldout_logits(carry)  # [K, B_h, C]
+    logits = steps.heldout_logits(carry)  # [K, B_h, C]
     logits = logits.reshape((num_tasks, num_learners) + logits.shape[1:])  # [M, L, B_h, C]
     as_loss = symmetric_agreement_loss(logits)  # [M]
     diversity_value = jax.vmap(diversity, in_axes=(0, None))(h, directions_all).mean()
@@ -242,7 +248,8 @@ def task_order_key(root: jax.Array, task_order: str) -> jax.Array | None:
 
 
 def make_meta_step(encoder: models.Model, learner: models.Model, config, *,
-                   shard_tasks: Callable = lambda tree: tree) -> Callable:
+                   shard_tasks: Callable = lambda tree: tree,
+                   unroll_scans: bool = False) -> Callable:
   """`meta_step(state, data) -> (state, metrics)`, pure; `jax.jit` it where the loop is built.
 
   `shard_tasks` is applied to the learners' variables (leading axis: the meta-batch), e.g.
@@ -252,9 +259,10 @@ def make_meta_step(encoder: models.Model, learner: models.Model, config, *,
   (`[L, ...]` fixed learner variables), directions (`[d, d]`), key (root PRNG key data).
   `data` is a dict: images `[N, H, W, C]`, train_idx `[n]`, heldout_idx `[m]` (the images of
   the differentiable AS's held-out batch: `discovery` passes the meta-validation part).
-  Keys are `fold_in(root, step)`, so a resumed run draws the same numbers.
+  Keys are `fold_in(root, step)`, so a resumed run draws the same numbers. `unroll_scans`: see
+  `make_meta_loss`.
   """
-  meta_loss = make_meta_loss(encoder, learner, config)
+  meta_loss = make_meta_loss(encoder, learner, config, unroll_scans=unroll_scans)
   outer = optimizers.make_optimizer(config.meta.optimizer,
                                     learning_rate=config.meta.learning_rate)
   inner, meta = config.inner, config.meta
@@ -320,21 +328,4 @@ def init_state(encoder: models.Model, learner: models.Model, config, key: jax.Ar
       "directions": jnp.asarray(task_directions(config.task)),
       "key": jax.random.key_data(key),
   }
-
-
-def make_labeler(encoder: models.Model, *, batch_size: int = 1024) -> Callable:
-  """`label(params, batch_stats, directions, images) -> scores [d, N]` with the encoder in eval
-  mode (running statistics). Hard labels are `task_network.hard_labels(scores)`."""
-
-  @jax.jit
-  def scores_of(params, batch_stats, directions, x):
-    h, _ = encoder.apply({"params": params, "batch_stats": batch_stats}, x, False)
-    return task_network.task_scores(h, directions)
-
-  def label(params, batch_stats, directions, images):
-    chunks = [scores_of(params, batch_stats, directions, images[i:i + batch_size])
-              for i in range(0, images.shape[0], batch_size)]
-    return jnp.concatenate(chunks, axis=-1)
-
-  return label
 

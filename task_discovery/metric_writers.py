@@ -40,11 +40,11 @@ class MetricWriter:
     self._tb = None
     if not enabled:
       return
-    path = os.path.join(workdir, "metrics.jsonl")
+    path = workdir_lib.Workdir.of(workdir).metrics
     if resume_step is not None:
       truncate_jsonl(path, resume_step)
     self._path = path
-    self._tb_dir = os.path.join(workdir, "tensorboard")
+    self._tb_dir = workdir_lib.Workdir.of(workdir).tensorboard
     self._jsonl = open(path, "a")
     try:
       from tensorboardX import SummaryWriter

@@ -558,3 +558,15 @@ def build_models(config: Any, input_shape: Sequence[int], *, num_outputs: int = 
                          embedding_dim=config.task.num_tasks)
   learner = make_model(config.learner, input_shape=input_shape, num_outputs=num_outputs)
   return encoder, learner
+
+
+def apply_in_chunks(fn: Callable[[jax.Array], jax.Array], images, *, batch_size: int,
+                    axis: int = 0) -> jax.Array:
+  """`fn` over consecutive chunks of `batch_size` images (the leading axis of `images`), the
+  outputs concatenated along their `axis`: inference over a whole image array in bounded memory.
+
+  `fn` is typically a jitted forward pass; every chunk but the last has one shape, so it compiles
+  at most twice.
+  """
+  return jnp.concatenate([fn(images[i:i + batch_size])
+                          for i in range(0, images.shape[0], batch_size)], axis=axis)

@@ -11,8 +11,6 @@ import numpy as np
 from task_discovery import config as config_lib
 from task_discovery import workdir as workdir_lib
 
-REPORT_NAME = "report.json"
-
 
 def family_entries(family: str, indices, results: dict) -> list[dict]:
   """Per-task entries of one family from `agreement.evaluate_tasks` results."""
@@ -36,8 +34,8 @@ def summarize(values) -> dict:
           "num_tasks": int(values.size)}
 
 
-def read(workdir: str) -> dict:
-  path = os.path.join(workdir, REPORT_NAME)
+def read(workdir: str | workdir_lib.Workdir) -> dict:
+  path = workdir_lib.Workdir.of(workdir).report
   if not os.path.exists(path):
     return {}
   try:
@@ -48,14 +46,14 @@ def read(workdir: str) -> dict:
                      "report) or restore it") from e
 
 
-def write(workdir: str, report: dict[str, Any]) -> str:
+def write(workdir: str | workdir_lib.Workdir, report: dict[str, Any]) -> str:
   """Writes atomically (temporary file, fsync, rename): an interrupted run or a full disk never
-  leaves half a file."""
-  return workdir_lib.write_text(os.path.join(workdir, REPORT_NAME),
+  leaves half a file. The caller checks `Workdir.writes`."""
+  return workdir_lib.write_text(workdir_lib.Workdir.of(workdir).report,
                                 json.dumps(report, indent=2, sort_keys=True))
 
 
-def update(workdir: str, **sections) -> dict:
+def update(workdir: str | workdir_lib.Workdir, **sections) -> dict:
   """Merges `sections` into the workdir's report (replacing sections of the same name)."""
   report = read(workdir)
   for name, value in sections.items():
@@ -70,11 +68,11 @@ def update(workdir: str, **sections) -> dict:
 def check_config(workdir: str, config) -> None:
   """Raises `workdir.ConfigMismatchError` if the workdir's config.json differs from `config` in a
   field that changes results (see `workdir.RESUMABLE_FIELDS`)."""
-  workdir_lib.check_resume(workdir, json.loads(config.to_json_best_effort()),
-                           defaults=json.loads(config_lib.base().to_json_best_effort()))
+  workdir_lib.check_resume(workdir, config_lib.as_json(config),
+                           defaults=config_lib.as_json(config_lib.base()))
 
 
 def write_config(workdir: str, config) -> str:
   """Writes `config.json` atomically; call `check_config` first."""
-  return workdir_lib.write_text(os.path.join(workdir, workdir_lib.CONFIG_NAME),
+  return workdir_lib.write_text(workdir_lib.Workdir.of(workdir).config,
                                 config.to_json_best_effort(indent=2, sort_keys=True))

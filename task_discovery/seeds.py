@@ -20,7 +20,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-SEED_DIR_PREFIX = "seed_"
+from task_discovery import workdir as workdir_lib
+
 CONFIDENCE = 0.95
 
 
@@ -40,11 +41,6 @@ def parse_seeds(text: str) -> tuple[int, ...]:
   if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
     raise ValueError(f"--seeds={text!r}: seeds must be distinct and >= 0")
   return seeds
-
-
-def seed_workdir(workdir: str, seed: int) -> str:
-  """`WORKDIR/seed_S`: the complete workdir of one seed."""
-  return os.path.join(workdir, f"{SEED_DIR_PREFIX}{seed}")
 
 
 def spread(values: Sequence[float], confidence: float = CONFIDENCE) -> dict:
@@ -155,26 +151,26 @@ def run_seeds(config, workdir: str, seeds: Sequence[int],
   """
   from task_discovery import plots  # matplotlib only when seeds are run
   from task_discovery import report as report_lib
-  from task_discovery import sharding
-  from task_discovery import workdir as workdir_lib
   workdir_lib.prepare(workdir)
+  wd = workdir_lib.Workdir(workdir)
   results, workdirs = {}, {}
   for seed in seeds:
     seed_config = config.copy_and_resolve_references()
     seed_config.seed = int(seed)
     discovery_dir = seed_config.adversarial.discovery_workdir
+    seed_discovery_dir = workdir_lib.Workdir(discovery_dir).seed(seed).path
     if seed_config.job == "adversarial_split" and discovery_dir and os.path.isdir(
-        seed_workdir(discovery_dir, seed)):
-      seed_config.adversarial.discovery_workdir = seed_workdir(discovery_dir, seed)
-    workdirs[int(seed)] = seed_workdir(workdir, seed)
+        seed_discovery_dir):
+      seed_config.adversarial.discovery_workdir = seed_discovery_dir
+    workdirs[int(seed)] = wd.seed(seed).path
     results[int(seed)] = run_one(seed_config, workdirs[int(seed)])
   agg = aggregate(results)
   agg["workdirs"] = {str(s): os.path.relpath(w, workdir) for s, w in workdirs.items()}
-  if not sharding.is_main_process():  # only process 0 writes reports and figures
+  if not wd.writes:  # only process 0 writes reports and figures
     return agg
-  report_lib.write(workdir, agg)
+  report_lib.write(wd, agg)
   families = family_mean_as(results)
   if families:
-    plots.agreement_over_seeds(families, os.path.join(workdir, "agreement_over_seeds.png"),
+    plots.agreement_over_seeds(families, wd.agreement_over_seeds,
                                seeds=list(results))
   return agg

@@ -115,11 +115,6 @@ def to_host(x: jax.Array) -> np.ndarray:
   return np.asarray(x)
 
 
-def is_main_process() -> bool:
-  """Only process 0 writes logs, reports and exports; orbax coordinates checkpoints itself."""
-  return jax.process_index() == 0
-
-
 def check_divisible(size: int, mesh, field: str) -> None:
   if size % mesh.size:
     raise ValueError(f"config.{field}={size} must be a multiple of the {mesh.size} devices of "

@@ -10,9 +10,13 @@ library (hard labels, exports, splits).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from task_discovery import models
 
 
 def haar_directions(num_tasks: int, seed: int) -> np.ndarray:
@@ -44,6 +48,24 @@ def task_logits(embeddings: jax.Array, directions: jax.Array, temperature: float
 def hard_labels(scores: jax.Array) -> jax.Array:
   """Hard labels from task scores: 1 iff the score is positive."""
   return (scores > 0).astype(jnp.int32)
+
+
+def make_labeler(encoder: models.Model, *, batch_size: int = 1024) -> Callable:
+  """`label(params, batch_stats, directions, images) -> scores [d, N]` with the encoder in eval
+  mode (running statistics), in chunks of `batch_size` images. Hard labels are
+  `hard_labels(scores)`. The one way this library labels images with a task network: the
+  exported tasks and `loader.TaskNetwork` both go through it."""
+
+  @jax.jit
+  def scores_of(params, batch_stats, directions, x):
+    h, _ = encoder.apply({"params": params, "batch_stats": batch_stats}, x, False)
+    return task_scores(h, directions)
+
+  def label(params, batch_stats, directions, images):
+    return models.apply_in_chunks(lambda x: scores_of(params, batch_stats, directions, x),
+                                  images, batch_size=batch_size, axis=-1)
+
+  return label
 
 
 def uniformity_loss(embeddings: jax.Array, t: float = 2.0) -> jax.Array:

@@ -1,5 +1,9 @@
-"""The workdir of a run: one writer at a time (a lock file), atomic output files, and the resume
-check of a new config against the workdir's `config.json`.
+"""The workdir of a run: the names of its files, who writes them, one writer at a time (a lock
+file), atomic output files, and the resume check of a new config against its `config.json`.
+
+`Workdir(path)` is where every file name of a run is spelled (`Workdir(path).report`, `.tasks`,
+`.splits`, ...) and whether this process writes them (`.writes`: only process 0 of a multi-host
+run does; the others compute the same results and write nothing).
 
 A run holds `WORKDIR/LOCK` (created atomically, holding the owner's host and pid) for as long as
 it writes there; a second run on the same workdir fails at once and names the holder. Every output
@@ -9,12 +13,14 @@ half-written one. A workdir holds one configuration: a run in a workdir that alr
 `config.json` must match it in every field that changes results (`RESUMABLE_FIELDS` lists those
 that may change).
 
-Only the standard library is imported here, so holding a lock costs no JAX import.
+Only the standard library is imported here, so holding a lock costs no JAX import (JAX is asked
+for the process index only when a `Workdir` is made without `writes`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import errno
 import json
@@ -23,8 +29,23 @@ import socket
 import sys
 from typing import Any, Iterator
 
+# The files of a workdir (see `Workdir`).
 LOCK_NAME = "LOCK"
 CONFIG_NAME = "config.json"
+REPORT_NAME = "report.json"
+TASKS_PREFIX = "tasks"  # tasks.npz and tasks.csv
+SPLITS_NAME = "splits.npz"
+METRICS_NAME = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+CHECKPOINT_DIR = "checkpoints"
+CORRUPT_DIR = "corrupt_checkpoints"
+SEED_DIR_PREFIX = "seed_"
+AGREEMENT_HISTOGRAM_NAME = "agreement_histogram.png"
+AGREEMENT_OVER_SEEDS_NAME = "agreement_over_seeds.png"
+SIMILARITY_FOLDED_NAME = "similarity_folded_agreement.png"
+SIMILARITY_AMI_NAME = "similarity_ami.png"
+TASK_IMAGES_NAME = "task_images.png"
+ADVERSARIAL_PLOT_NAME = "adversarial_accuracy.png"
 
 # Fields that may differ between a run and the config.json of the workdir it resumes: they change
 # how long it trains, how it logs, checkpoints and spreads over devices, or only the rounding of
@@ -42,6 +63,64 @@ class ConfigMismatchError(ValueError):
 
 
 # ------------------------------------------------------------------------------ the workdir
+
+
+def _is_process_zero() -> bool:
+  """Only process 0 writes logs, reports and exports; orbax coordinates checkpoints itself."""
+  import jax  # pylint: disable=g-import-not-at-top  (only here: the rest is standard library)
+  return jax.process_index() == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Workdir:
+  """A run's directory: the path of each of its files, and whether this process writes them.
+
+  Attributes:
+    path: the directory.
+    writer: whether this process writes the workdir's files; None (the default): JAX says, see
+      `writes`.
+  """
+  path: str
+  writer: bool | None = None
+
+  @property
+  def writes(self) -> bool:
+    """Whether this process writes the workdir's files: process 0 of a multi-host run (or the
+    only process). Every writer of a workdir file checks it."""
+    return _is_process_zero() if self.writer is None else self.writer
+
+  @classmethod
+  def of(cls, workdir: "str | Workdir") -> "Workdir":
+    """`workdir` itself if it is a `Workdir`, else the `Workdir` of that path."""
+    return workdir if isinstance(workdir, Workdir) else cls(workdir)
+
+  def file(self, name: str) -> str:
+    return os.path.join(self.path, name)
+
+  def __fspath__(self) -> str:
+    return self.path
+
+  lock = property(lambda self: self.file(LOCK_NAME))
+  config = property(lambda self: self.file(CONFIG_NAME))
+  report = property(lambda self: self.file(REPORT_NAME))
+  tasks_prefix = property(lambda self: self.file(TASKS_PREFIX))
+  tasks = property(lambda self: self.file(TASKS_PREFIX + ".npz"))
+  tasks_csv = property(lambda self: self.file(TASKS_PREFIX + ".csv"))
+  splits = property(lambda self: self.file(SPLITS_NAME))
+  metrics = property(lambda self: self.file(METRICS_NAME))
+  tensorboard = property(lambda self: self.file(TENSORBOARD_DIR))
+  checkpoints = property(lambda self: os.path.abspath(self.file(CHECKPOINT_DIR)))
+  corrupt_checkpoints = property(lambda self: self.file(CORRUPT_DIR))
+  agreement_histogram = property(lambda self: self.file(AGREEMENT_HISTOGRAM_NAME))
+  agreement_over_seeds = property(lambda self: self.file(AGREEMENT_OVER_SEEDS_NAME))
+  similarity_folded = property(lambda self: self.file(SIMILARITY_FOLDED_NAME))
+  similarity_ami = property(lambda self: self.file(SIMILARITY_AMI_NAME))
+  task_images = property(lambda self: self.file(TASK_IMAGES_NAME))
+  adversarial_plot = property(lambda self: self.file(ADVERSARIAL_PLOT_NAME))
+
+  def seed(self, seed: int) -> "Workdir":
+    """`WORKDIR/seed_S`: the complete workdir of one seed of a multi-seed run."""
+    return Workdir(self.file(f"{SEED_DIR_PREFIX}{seed}"), self.writer)
 
 
 def prepare(workdir: str) -> str:
@@ -229,8 +308,9 @@ def flatten_config(tree: Any, prefix: str = "") -> dict[str, Any]:
   return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
 
 
-def _resumable(field: str) -> bool:
-  return any(field == f or (f.endswith(".") and field.startswith(f)) for f in RESUMABLE_FIELDS)
+def _matches(field: str, patterns) -> bool:
+  """Whether `field` is one of `patterns` (a pattern ending in '.' is a whole section)."""
+  return any(field == f or (f.endswith(".") and field.startswith(f)) for f in patterns)
 
 
 # Fields added to the library whose absence from a saved config meant another behaviour than
@@ -253,8 +333,14 @@ def _before_field(field: str, defaults: dict):
 _MISSING = object()
 
 
-def config_differences(saved: dict, current: dict, defaults: dict | None = None) -> list[str]:
-  """Fields (dotted) that change results and differ between two configs given as JSON dicts.
+def config_differences(saved: dict, current: dict, defaults: dict | None = None, *,
+                       ignore=RESUMABLE_FIELDS, only: str = "") -> list[str]:
+  """Fields (dotted) that differ between two configs given as JSON dicts: the one comparison of
+  configs in this library (resuming a workdir, resuming a checkpoint, reusing a finished run).
+
+  By default the fields that change results (all but `RESUMABLE_FIELDS`); `ignore` names other
+  fields not to compare (`()`: every field) and `only` limits the comparison to one section
+  (e.g. `'data.'`).
 
   A field only `current` has (added to the library after `saved` was written) counts as
   different unless it holds the value the saved run was made with: its default from
@@ -269,7 +355,7 @@ def config_differences(saved: dict, current: dict, defaults: dict | None = None)
   d = flatten_config(defaults or {})
   diffs = []
   for field in sorted(b):
-    if _resumable(field):
+    if _matches(field, ignore) or not field.startswith(only):
       continue
     if field in a:
       if a[field] != b[field]:

@@ -41,7 +41,7 @@ def main():
   for _ in range(3):
     state, metrics = step(state, data)
     losses.append(float(metrics["loss"]))
-  if sharding.is_main_process():
+  if jax.process_index() == 0:  # only process 0 writes
     leaves = [np.asarray(x) for x in jax.tree.leaves(state["params"])]
     np.savez(out, losses=np.asarray(losses), *leaves)
   jax.distributed.shutdown()

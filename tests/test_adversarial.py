@@ -16,7 +16,9 @@ import pytest
 from task_discovery import adversarial
 from task_discovery import config as config_lib
 from task_discovery import datasets
+from task_discovery import splits as splits_lib
 from task_discovery import tasks
+from task_discovery import workdir as workdir_lib
 
 
 def _corr(a, b):
@@ -36,7 +38,7 @@ def toy():
 
 def test_adversarial_split_has_exact_opposite_correlations(toy):
   target, discovered = toy
-  train, test = adversarial.adversarial_split(target, discovered)
+  train, test = splits_lib.adversarial_split(target, discovered)
   assert _corr(target[train], discovered[train]) == pytest.approx(-1.0, abs=1e-12)
   assert _corr(target[test], discovered[test]) == pytest.approx(1.0, abs=1e-12)
   np.testing.assert_array_equal(target[train], 1 - discovered[train])
@@ -50,8 +52,8 @@ def test_adversarial_split_has_exact_opposite_correlations(toy):
 
 def test_mirror_swaps_the_parts(toy):
   target, discovered = toy
-  train, test = adversarial.adversarial_split(target, discovered)
-  m_train, m_test = adversarial.adversarial_split(target, discovered, mirror=True)
+  train, test = splits_lib.adversarial_split(target, discovered)
+  m_train, m_test = splits_lib.adversarial_split(target, discovered, mirror=True)
   np.testing.assert_array_equal(m_train, test)
   np.testing.assert_array_equal(m_test, train)
   assert _corr(target[m_train], discovered[m_train]) == pytest.approx(1.0, abs=1e-12)
@@ -60,20 +62,20 @@ def test_mirror_swaps_the_parts(toy):
 
 def test_adversarial_split_rejects_mismatched_shapes():
   with pytest.raises(ValueError, match='same images'):
-    adversarial.adversarial_split(np.zeros(5, int), np.zeros(6, int))
+    splits_lib.adversarial_split(np.zeros(5, int), np.zeros(6, int))
 
 
 def test_random_split_sizes_disjoint_complete_seeded():
-  train, test = adversarial.random_split(100, 37, seed=3)
+  train, test = splits_lib.random_split(100, 37, seed=3)
   assert len(train) == 37 and len(test) == 63
   assert np.intersect1d(train, test).size == 0
   np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(100))
   assert np.all(np.diff(train) > 0) and np.all(np.diff(test) > 0)
-  again = adversarial.random_split(100, 37, seed=3)
+  again = splits_lib.random_split(100, 37, seed=3)
   np.testing.assert_array_equal(train, again[0])
-  assert not np.array_equal(train, adversarial.random_split(100, 37, seed=4)[0])
+  assert not np.array_equal(train, splits_lib.random_split(100, 37, seed=4)[0])
   with pytest.raises(ValueError, match='train_size'):
-    adversarial.random_split(10, 11, seed=0)
+    splits_lib.random_split(10, 11, seed=0)
 
 
 def test_random_baseline_does_not_read_the_labels(toy):
@@ -86,8 +88,8 @@ def test_random_baseline_does_not_read_the_labels(toy):
   flips2[rng.permutation(len(target))[:200]] = True
   d1, d2 = target ^ flips1, target ^ flips2
   kwargs = dict(target_ids=[0], discovered_ids=[5], mirror=True, seed=7)
-  s1, _ = adversarial.build_splits(target[None], d1[None].astype(np.int32), **kwargs)
-  s2, _ = adversarial.build_splits(target[None], d2[None].astype(np.int32), **kwargs)
+  s1, _ = splits_lib.build_splits(target[None], d1[None].astype(np.int32), **kwargs)
+  s2, _ = splits_lib.build_splits(target[None], d2[None].astype(np.int32), **kwargs)
   assert len(s1) == len(s2) == 2
   for a, b in zip(s1, s2):
     assert not np.array_equal(a.train_idx, b.train_idx)
@@ -108,7 +110,7 @@ def test_build_splits_skips_nearly_identical_pairs(toy):
   target, discovered = toy
   near = target.copy()
   near[:10] = 1 - near[:10]  # disagrees with the target on 10 of 500 images only
-  splits, skipped = adversarial.build_splits(
+  splits, skipped = splits_lib.build_splits(
       target[None], np.stack([discovered, near]), target_ids=[3], discovered_ids=[0, 1],
       mirror=False, seed=0, min_part_fraction=0.2)
   assert [(s.target, s.discovered) for s in splits] == [(3, 0)]
@@ -118,9 +120,9 @@ def test_build_splits_skips_nearly_identical_pairs(toy):
 def test_equal_size_parts_subsample_within_each_part(toy):
   target, discovered = toy
   other = np.roll(discovered, 1)
-  splits, _ = adversarial.build_splits(target[None], np.stack([discovered, other]),
+  splits, _ = splits_lib.build_splits(target[None], np.stack([discovered, other]),
                                        target_ids=[0], discovered_ids=[0, 1], mirror=True, seed=0)
-  parts = adversarial.equal_size_parts(splits, seed=0)
+  parts = splits_lib.equal_size_parts(splits, seed=0)
   n = min(len(s.train_idx) for s in splits)
   m = min(len(s.test_idx) for s in splits)
   assert parts['adversarial_train_idx'].shape == parts['random_train_idx'].shape == (4, n)
@@ -131,19 +133,19 @@ def test_equal_size_parts_subsample_within_each_part(toy):
     assert np.isin(parts['random_train_idx'][i], s.random_train_idx).all()
     assert np.isin(parts['random_test_idx'][i], s.random_test_idx).all()
     assert len(np.unique(parts['adversarial_train_idx'][i])) == n
-  again = adversarial.equal_size_parts(splits, seed=0)
+  again = splits_lib.equal_size_parts(splits, seed=0)
   for k in parts:
     np.testing.assert_array_equal(parts[k], again[k])
 
 
 def test_save_and_load_splits_round_trip(tmp_path, toy):
   target, discovered = toy
-  splits, _ = adversarial.build_splits(target[None], discovered[None], target_ids=[2],
+  splits, _ = splits_lib.build_splits(target[None], discovered[None], target_ids=[2],
                                        discovered_ids=[4], mirror=True, seed=0)
-  parts = adversarial.equal_size_parts(splits, seed=0)
+  parts = splits_lib.equal_size_parts(splits, seed=0)
   path = str(tmp_path / 'splits.npz')
-  adversarial.save_splits(path, splits, parts, len(target))
-  loaded = adversarial.load_splits(path)
+  splits_lib.save_splits(path, splits, parts, len(target))
+  loaded = splits_lib.load_splits(path)
   for a, b in zip(splits, loaded):
     assert (a.target, a.discovered, a.mirror) == (b.target, b.discovered, b.mirror)
     for field in ('train_idx', 'test_idx', 'random_train_idx', 'random_test_idx'):
@@ -159,7 +161,7 @@ def test_median_split_is_balanced_within_every_class():
   rng = np.random.default_rng(0)
   classes = rng.integers(0, 4, 301)
   scores = rng.normal(size=301)
-  labels = adversarial.median_split_labels(scores, classes)
+  labels = splits_lib.median_split_labels(scores, classes)
   for c in range(4):
     n = (classes == c).sum()
     assert labels[classes == c].sum() == n // 2
@@ -167,7 +169,7 @@ def test_median_split_is_balanced_within_every_class():
     members = classes == c
     np.testing.assert_array_equal(labels[members], scores[members] > np.median(scores[members]))
   # Ties (a constant score) are still split in half.
-  tied = adversarial.median_split_labels(np.zeros(11), np.zeros(11, int))
+  tied = splits_lib.median_split_labels(np.zeros(11), np.zeros(11, int))
   assert tied.sum() == 5
 
 
@@ -240,8 +242,8 @@ def check_outputs(workdir, report, num_splits, kway):
     assert key in entry
   with open(os.path.join(workdir, 'report.json')) as f:
     assert json.load(f)['adversarial']['summary'] == section['summary']
-  assert os.path.getsize(os.path.join(workdir, adversarial.PLOT_NAME)) > 0
-  loaded = adversarial.load_splits(os.path.join(workdir, adversarial.SPLITS_NAME))
+  assert os.path.getsize(workdir_lib.Workdir(workdir).adversarial_plot) > 0
+  loaded = splits_lib.load_splits(workdir_lib.Workdir(workdir).splits)
   assert len(loaded) == num_splits
   for s, e in zip(loaded, section['splits']):
     assert (s.target, s.discovered, s.mirror) == (e['target'], e['discovered'], e['mirror'])
@@ -258,7 +260,7 @@ def test_job_end_to_end_from_a_discovery_workdir(tmp_path):
   check_outputs(workdir, report, num_splits=2 * 2 * 2, kway=True)
   # The saved split really is the adversarial split of the target and the discovered task.
   target = tasks.human_task_labels(dataset.labels, dataset.num_classes, [1])[0]
-  split = adversarial.load_splits(os.path.join(workdir, adversarial.SPLITS_NAME))[-1]
+  split = splits_lib.load_splits(workdir_lib.Workdir(workdir).splits)[-1]
   assert (split.target, split.discovered, split.mirror) == (1, 1, True)
   np.testing.assert_array_equal(split.train_idx, np.flatnonzero(target == discovered[1]))
 

@@ -154,15 +154,15 @@ def test_learner_agrees_with_itself_and_not_with_another(toy_model, toy_optimize
   state, _ = train(toy_model, toy_optimizer, toy_train_epoch, keys, toy_images, labels,
                    np.arange(NUM_TRAIN), 2, jax.random.PRNGKey(5))
   predict = agreement.make_predict(toy_model, batch_size=64)
-  preds = predict(state.params, state.batch_stats, jnp.asarray(toy_images[NUM_TRAIN:]))
+  preds = predict(state["params"], state["batch_stats"], jnp.asarray(toy_images[NUM_TRAIN:]))
   assert preds.shape == (2, 2, NUM_IMAGES - NUM_TRAIN) and preds.dtype == jnp.int32
   as_ = np.asarray(agreement.pairwise_agreement(preds))
   assert as_[0] == 1.0
   assert as_[1] < 1.0
   # The identical learners are identical after training, BatchNorm statistics included.
-  for leaf in jax.tree_util.tree_leaves((state.params, state.batch_stats)):
+  for leaf in jax.tree_util.tree_leaves((state["params"], state["batch_stats"])):
     np.testing.assert_array_equal(leaf[0, 0], leaf[0, 1])
-  assert jax.tree_util.tree_leaves(state.batch_stats), 'the toy model should have BatchNorm'
+  assert jax.tree_util.tree_leaves(state["batch_stats"]), 'the toy model should have BatchNorm'
 
 
 def test_vmapped_learners_equal_python_loop(toy_model, toy_optimizer, toy_train_epoch,
@@ -183,10 +183,10 @@ def test_vmapped_learners_equal_python_loop(toy_model, toy_optimizer, toy_train_
       jax.tree_util.tree_map(
           lambda a, s, t=t, l=l: np.testing.assert_allclose(
               a[0, 0], s[t, l], rtol=1e-5, atol=1e-6),
-          (alone.params, alone.batch_stats, alone.opt_state),
-          (stacked.params, stacked.batch_stats, stacked.opt_state))
+          (alone["params"], alone["batch_stats"], alone["opt_state"]),
+          (stacked["params"], stacked["batch_stats"], stacked["opt_state"]))
   # The four learners really are different networks.
-  kernel = max(jax.tree_util.tree_leaves(stacked.params), key=lambda x: x.size)  # [T, L, ...]
+  kernel = max(jax.tree_util.tree_leaves(stacked["params"]), key=lambda x: x.size)  # [T, L, ...]
   assert not np.allclose(kernel[0, 0], kernel[0, 1]) and not np.allclose(kernel[0, 0], kernel[1, 0])
 
 

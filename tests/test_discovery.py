@@ -14,6 +14,7 @@ from task_discovery import checkpoints
 from task_discovery import config as config_lib
 from task_discovery import datasets
 from task_discovery import discovery
+from task_discovery import loader
 from task_discovery import main as main_lib
 from task_discovery import meta
 from task_discovery import metric_writers
@@ -88,7 +89,7 @@ def test_discover_job_writes_every_output(finished_run):
 
 def test_loader_rebuilds_the_task_network_from_the_checkpoint_alone(finished_run):
   config, workdir, _ = finished_run
-  network = checkpoints.load(workdir)
+  network = loader.load(workdir)
   assert network.step == config.meta.num_steps and network.num_tasks == config.task.num_tasks
   dataset = datasets.load_dataset(config.data)
   with np.load(os.path.join(workdir, "tasks.npz")) as f:

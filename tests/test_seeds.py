@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from task_discovery import seeds
+from task_discovery import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Student-t quantiles t_{0.975, k} from a table (k degrees of freedom).
@@ -68,7 +69,7 @@ def test_parse_seeds_errors(text, message):
 
 def test_parse_seeds():
   assert seeds.parse_seeds("0,1, 2") == (0, 1, 2)
-  assert seeds.seed_workdir("runs/x", 2) == os.path.join("runs/x", "seed_2")
+  assert workdir_lib.Workdir("runs/x").seed(2).path == os.path.join("runs/x", "seed_2")
 
 
 def test_agreement_job_over_two_seeds_from_the_command_line(tmp_path):

@@ -141,7 +141,7 @@ def test_flipped_bytes_in_latest_checkpoint_resume_from_newest_intact_step(workd
   assert "resuming from checkpoint step 2, the newest intact one: step 4 is damaged" in caplog.text
   # Nothing deleted: the damaged step is kept, byte for byte, beside the workdir's checkpoints.
   for path, damaged_bytes in damaged.items():
-    kept = os.path.join(workdir, checkpoints.CORRUPT_DIR, "4", os.path.relpath(
+    kept = os.path.join(workdir, workdir_lib.CORRUPT_DIR, "4", os.path.relpath(
         path, os.path.join(workdir, "checkpoints", "4")))
     with open(kept, "rb") as f:
       assert f.read() == damaged_bytes
@@ -199,7 +199,7 @@ def test_every_step_damaged_is_an_error_and_nothing_moves(workdir):
                            r"Nothing was moved or deleted"):
     train_only(tiny_config(6), workdir)
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "4"]
-  assert not os.path.exists(os.path.join(workdir, checkpoints.CORRUPT_DIR))
+  assert not os.path.exists(os.path.join(workdir, workdir_lib.CORRUPT_DIR))
 
 
 def test_nan_on_the_first_step_after_a_restore_names_corruption(workdir, monkeypatch):

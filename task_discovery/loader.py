@@ -1,0 +1,135 @@
+"""The one-call loader of a discovery run: `load(workdir)` -> `TaskNetwork`, usable in a notebook.
+
+It rebuilds the task network from a checkpoint alone (its config, input shape and normalisation
+are stored beside the state, see `checkpoints.make_payload`): no flags, dataset or training code.
+It sits above `checkpoints` (reading and verifying files) and `meta` (the shapes of the state).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from task_discovery import checkpoints
+from task_discovery import meta
+from task_discovery import models
+from task_discovery import task_network
+from task_discovery import workdir as workdir_lib
+
+
+@dataclasses.dataclass
+class TaskNetwork:
+  """A trained task network, usable without flags, datasets or training code.
+
+  Call it on images scaled to [0, 1] (as `Dataset.raw_images()`; uint8 is divided by 255)
+  with shape `[N, H, W, C]` to get hard labels `[N, d]` of the d discovered tasks. It labels
+  images as the discovery run exported them (`task_network.make_labeler`).
+  """
+  config: ml_collections.ConfigDict
+  step: int
+  params: Any
+  batch_stats: Any
+  directions: jax.Array
+  mean: np.ndarray
+  std: np.ndarray
+  input_shape: tuple
+  encoder: models.Model
+
+  @property
+  def num_tasks(self) -> int:
+    return int(self.directions.shape[0])
+
+  def _prepare(self, images, normalized: bool) -> jax.Array:
+    images = np.asarray(images)
+    if images.ndim == 3:
+      images = images[..., None]
+    if images.shape[1:] != tuple(self.input_shape):
+      raise ValueError(f"images of shape {images.shape[1:]} given, the task network takes "
+                       f"{tuple(self.input_shape)}")
+    if normalized:
+      return jnp.asarray(images, jnp.float32)
+    if images.dtype == np.uint8:
+      images = images.astype(np.float32) / 255.0
+    return jnp.asarray((images - self.mean) / self.std, jnp.float32)
+
+  def embed(self, images, *, normalized: bool = False, batch_size: int = 1024) -> np.ndarray:
+    """Embeddings `h(x)` `[N, d]` (encoder in eval mode)."""
+    apply = jax.jit(lambda v, x: self.encoder.apply(v, x, False)[0])
+    variables = {"params": self.params, "batch_stats": self.batch_stats}
+    return np.asarray(models.apply_in_chunks(lambda x: apply(variables, x),
+                                             self._prepare(images, normalized),
+                                             batch_size=batch_size))
+
+  def scores(self, images, *, normalized: bool = False, batch_size: int = 1024) -> np.ndarray:
+    """Task scores `<w_i, h(x)>` `[N, d]`; label 1 iff positive."""
+    label = task_network.make_labeler(self.encoder, batch_size=batch_size)
+    return np.asarray(label(self.params, self.batch_stats, self.directions,
+                            self._prepare(images, normalized))).T
+
+  def labels(self, images, **kwargs) -> np.ndarray:
+    """Hard labels `[N, d]` int32."""
+    return np.asarray(task_network.hard_labels(self.scores(images, **kwargs)))
+
+  __call__ = labels
+
+
+def load(workdir: str, step: int | None = None) -> TaskNetwork:
+  """Loads the task network of a discovery workdir (latest checkpoint unless `step`), verified
+  against the checksums saved with it. Creates nothing on disk.
+
+  Raises:
+    FileNotFoundError: no workdir, no checkpoint, or no such step (the message lists the steps).
+    checkpoints.CheckpointCorruptError: the step is damaged (the message names the other steps
+      to load).
+  """
+  directory = workdir_lib.Workdir(workdir).checkpoints
+  if not os.path.isdir(directory):
+    why = "no such workdir" if not os.path.exists(workdir) else "no checkpoints folder"
+    raise FileNotFoundError(f"no checkpoint in {directory} ({why}): run `python -m "
+                            "task_discovery.main --config=... --workdir=...` first")
+  mgr = checkpoints.manager(workdir, create=False)
+  try:
+    steps = sorted(mgr.all_steps())
+    if step is None:
+      if not steps:
+        raise FileNotFoundError(f"no checkpoint in {directory}: run `python -m "
+                                "task_discovery.main --config=... --workdir=...` first")
+      step = steps[-1]
+    elif step not in steps:
+      raise FileNotFoundError(f"no checkpoint step {step} in {directory}; the steps there are "
+                              f"{steps or 'none'}")
+    others = [s for s in steps if s != step]
+    try:
+      payload = checkpoints.read_payload(mgr, step)
+      config = ml_collections.ConfigDict(payload["config"])
+      for section in (config.task.encoder, config.learner):  # saved before the fields existed
+        for field in ("init", "vit_final_norm"):
+          if field not in section:
+            section[field] = workdir_lib.BEHAVIOUR_BEFORE_FIELD[field]
+      input_shape = tuple(payload["input_shape"])
+      encoder, learner = models.build_models(config, input_shape)
+      # The state's structure follows from the config; restore it onto the first local device.
+      device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+      abstract = jax.tree.map(
+          lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+          jax.eval_shape(lambda k: meta.init_state(encoder, learner, config, k),
+                         jax.random.PRNGKey(0)))
+      restored, _ = checkpoints.restore(mgr, step, abstract)
+    except checkpoints.CheckpointCorruptError as e:
+      hint = (f"load another step: task_discovery.load({workdir!r}, step=S) for S in {others}"
+              if others else "no other step is there")
+      raise checkpoints.CheckpointCorruptError(f"{e}; {hint}. Nothing was changed.", step) from e
+  finally:
+    mgr.close()
+  return TaskNetwork(config=config, step=int(step), params=restored["params"],
+                     batch_stats=restored.get("batch_stats", {}),
+                     directions=jnp.asarray(restored["directions"]),
+                     mean=np.asarray(payload["mean"], np.float32),
+                     std=np.asarray(payload["std"], np.float32), input_shape=input_shape,
+                     encoder=encoder)
