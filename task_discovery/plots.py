@@ -30,22 +30,35 @@ FAMILY_COLORS = {"random": "tab:gray", "human": "tab:blue", "discovered": "tab:r
 
 
 def agreement_histogram(per_family: dict[str, np.ndarray], path: str, title: str = "") -> Figure:
-  """Histogram of the AS per task family (the paper's central figure)."""
-  fig, ax = _subplots(figsize=(6, 3.5))
-  lowest = min([0.4] + [float(np.min(v)) for v in per_family.values() if np.size(v)])
+  """The AS per task family (the paper's central figure): a density histogram above, one strip
+  of points per family below.
+
+  Each family's histogram is a density (its area is 1), and the strips draw every task as a
+  point with the family's mean as a bar, so a family of 4 tasks is as visible as one of 126
+  (as counts, the few discovered tasks disappear behind the human ones in the same bin). The
+  spread over seeds of each family's mean is `agreement_over_seeds`.
+  """
+  families = {f: np.asarray(v, dtype=float) for f, v in per_family.items() if np.size(v)}
+  fig, (ax, strips) = _subplots(2, 1, figsize=(6, 3.5 + 0.35 * len(families)), sharex=True,
+                                gridspec_kw={"height_ratios": [3, max(1, len(families)) * 0.6]})
+  lowest = min([0.4] + [float(v.min()) for v in families.values()])
   low = np.floor(lowest * 20) / 20  # extend below 0.4 rather than drop a task
   bins = np.linspace(low, 1.0, int(round((1.0 - low) * 50)) + 1)
-  for family, values in per_family.items():
-    values = np.asarray(values, dtype=float)
-    if values.size == 0:
-      continue
-    ax.hist(values, bins=bins, alpha=0.6, color=FAMILY_COLORS.get(family),
+  jitter = np.random.default_rng(0)  # fixed: the same results draw the same figure
+  for row, (family, values) in enumerate(families.items()):
+    color = FAMILY_COLORS.get(family)
+    ax.hist(values, bins=bins, density=True, alpha=0.6, color=color,
             label=f"{family} (n={values.size}, mean {values.mean():.3f})")
-  ax.set_xlabel("agreement score")
-  ax.set_ylabel("number of tasks")
-  ax.set_xlim(low, 1.0)
+    strips.scatter(values, row + jitter.uniform(-0.2, 0.2, values.size), s=12, alpha=0.7,
+                   color=color, edgecolors="none")
+    strips.plot([values.mean()] * 2, [row - 0.35, row + 0.35], color=color, linewidth=2)
+  ax.set_ylabel("density (area 1 per family)")
   ax.legend(loc="upper left", fontsize=8)
   ax.set_title(title or "Agreement score per task family")
+  strips.set_yticks(range(len(families)), list(families))
+  strips.set_ylim(-0.6, len(families) - 0.4)
+  strips.set_xlabel("agreement score (points: tasks; bars: family means)")
+  strips.set_xlim(low, 1.005)  # a task at AS 1 stays a whole point
   fig.tight_layout()
   return _save(fig, path)
 
