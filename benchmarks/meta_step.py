@@ -3,18 +3,19 @@
     python benchmarks/meta_step.py        # --sweep=quick: ~9 CPU-minutes; 14-27 min on a busy 2-core box
     python benchmarks/meta_step.py --sweep=full --out=meta_step_full.json   # for GPUs
 
-Every record times `jax.jit(meta.make_meta_step(encoder, learner, config), donate_argnums=0)`
-exactly as `discovery.train` builds it, on synthetic random images `[N, 32, 32, 3]` (no
-download), after one warm-up step; the median of a few steps is reported.
+Every record times `discovery.jit_meta_step(encoder, learner, config, mesh)`, the compiled step
+`discovery.train` runs (its shardings, the state donated), on synthetic random images
+`[N, 32, 32, 3]` (no download), after one warm-up step; the median of a few steps is reported.
+The measuring helpers (memory, FLOP counts, the matmul reference) are in `measure.py`.
 
 FLOPs. XLA's `compiled.cost_analysis()` counts the body of a `lax.scan` (a `while` loop) ONCE,
 not once per iteration, so the cost analysis of the compiled step is useless for FLOP/s (it is
 still recorded, as `xla_cost_analysis_flops_as_compiled`, to show the under-count). Two counts
 are used instead:
   * `flops_per_meta_step` (model FLOPs, used for `achieved_gflops` and
-    `fraction_of_matmul_flops`): XLA's cost analysis of the same meta-step compiled with the
-    inner `lax.scan` fully unrolled (cost-only compiles, never executed) and WITHOUT remat, at
-    T = 1 and T = 2 inner steps; the count is affine in T (checked, see
+    `fraction_of_matmul_flops`): XLA's cost analysis of the same meta-step compiled with its
+    scans fully unrolled (`jit_meta_step(..., unroll_scans=True)`; cost-only compiles, never
+    executed) and WITHOUT remat, at T = 1 and T = 2 inner steps; the count is affine in T (checked, see
     `--flop_check_unroll`), so F(T) = const + per_step * T. Remat recomputation is NOT included (on an
     unrolled program XLA removes it anyway), so remat on/off share one count and the slowdown of
     remat shows as a lower fraction: the convention of "model FLOPs utilisation".
@@ -37,17 +38,16 @@ high-water mark and allocator state of one configuration do not leak into the ne
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
-import threading
 import time
+
+import measure  # the measuring helpers, beside this script
 
 N_IMAGES = 2048
 IMAGE_SHAPE = (32, 32, 3)
@@ -91,170 +91,6 @@ def sweep_plan(sweep: str, other_conv_impl: str | None) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 # Everything below `_jax_imports` runs where jax is imported (the child, or the single process).
 # ---------------------------------------------------------------------------------------------
-
-
-def _rss_bytes() -> int:
-  with open("/proc/self/statm") as f:
-    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _max_rss_bytes() -> int:
-  import resource  # ru_maxrss is KiB on Linux
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-class RssSampler:
-  """Samples the process RSS in a thread (JAX releases the GIL while a step executes)."""
-
-  def __init__(self, interval_s: float = 0.002):
-    self.interval_s, self.peak, self._stop = interval_s, 0, threading.Event()
-    self._thread = threading.Thread(target=self._run, daemon=True)
-
-  def _run(self):
-    while not self._stop.is_set():
-      self.peak = max(self.peak, _rss_bytes())
-      time.sleep(self.interval_s)
-
-  def __enter__(self):
-    self.peak = _rss_bytes()
-    self._thread.start()
-    return self
-
-  def __exit__(self, *exc):
-    self._stop.set()
-    self._thread.join()
-    self.peak = max(self.peak, _rss_bytes())
-
-
-def _available_memory_bytes() -> int | None:
-  """Device memory limit on accelerators, MemAvailable on CPU (None when unknown)."""
-  import jax
-  try:
-    stats = jax.devices()[0].memory_stats() or {}
-  except Exception:  # noqa: BLE001
-    stats = {}
-  if stats.get("bytes_limit"):
-    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-  try:
-    with open("/proc/meminfo") as f:
-      for line in f:
-        if line.startswith("MemAvailable:"):
-          return int(line.split()[1]) * 1024
-  except OSError:
-    pass
-  return None
-
-
-def matmul_gflops(size: int, repeats: int = 8) -> float:
-  """Best-of-`repeats` GFLOP/s of a float32 `[size, size] @ [size, size]`, default precision."""
-  import jax
-  import jax.numpy as jnp
-  ka, kb = jax.random.split(jax.random.key(1))
-  a = jax.random.normal(ka, (size, size), jnp.float32)
-  b = jax.random.normal(kb, (size, size), jnp.float32)
-  f = jax.jit(jnp.matmul)
-  jax.block_until_ready(f(a, b))
-  best = math.inf
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(f(a, b))
-    best = min(best, time.perf_counter() - t)
-  return 2.0 * size**3 / best / 1e9
-
-
-def default_matmul_size() -> int:
-  import jax
-  return 2048 if jax.default_backend() == "cpu" else 4096
-
-
-@contextlib.contextmanager
-def fully_unrolled_scans():
-  """While tracing: every `jax.lax.scan` fully unrolled (for cost-only compiles).
-
-  `meta.py` has no unroll knob; it looks `jax.lax.scan` up at trace time, so swapping the
-  attribute for the duration of `lower()` is enough. The step is never executed this way.
-  """
-  import jax
-  original = jax.lax.scan
-
-  def scan(f, init, xs=None, length=None, reverse=False, unroll=1, **kwargs):
-    del unroll
-    return original(f, init, xs, length=length, reverse=reverse, unroll=True, **kwargs)
-
-  jax.lax.scan = scan
-  try:
-    yield
-  finally:
-    jax.lax.scan = original
-
-
-def _cost_flops(compiled) -> float:
-  cost = compiled.cost_analysis()
-  if isinstance(cost, (list, tuple)):  # older jax returned one dict per program
-    cost = cost[0]
-  return float(cost.get("flops", float("nan")))
-
-
-_COMPUTATION = re.compile(r"^(ENTRY\s+)?%([\w.\-]+)\s*\(.*\{\s*$")
-_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%([\w.\-]+)\s*=\s*(.*?)\s([a-z][\w\-]*)\((.*)$")
-_ARRAY_TYPE = re.compile(r"^[a-z]\w*\[([\d,]*)\]")
-
-
-def hlo_dot_flops(hlo_text: str) -> tuple[float, int]:
-  """Dot + convolution FLOPs of an optimised HLO module, each computation weighted by how often
-  it runs (`while` bodies by their `known_trip_count`). Returns (flops, number of while loops
-  without a known trip count, counted once)."""
-  comps, shapes, entry, current = {}, {}, None, None
-  for line in hlo_text.splitlines():
-    m = _COMPUTATION.match(line)
-    if m:
-      current = m.group(2)
-      comps[current] = {"flops": 0.0, "calls": []}
-      if m.group(1):
-        entry = current
-      continue
-    m = _INSTRUCTION.match(line)
-    if not m or current is None:
-      continue
-    name, typ, op, rest = m.groups()
-    t = _ARRAY_TYPE.match(typ)
-    if t:
-      shapes[name] = [int(d) for d in t.group(1).split(",") if d]
-    operands = re.findall(r"%([\w.\-]+)", rest.split(")")[0])
-    if op == "dot":
-      lhs = shapes[operands[0]]
-      dims = re.search(r"lhs_contracting_dims=\{([\d,]*)\}", rest)
-      k = math.prod(lhs[int(i)] for i in dims.group(1).split(",") if i) if dims else 1
-      comps[current]["flops"] += 2.0 * math.prod(shapes[name]) * k
-    elif op == "convolution":
-      rhs = shapes[operands[1]]
-      kernel_labels = re.search(r"dim_labels=\w+_(\w+)->", rest).group(1)
-      groups = re.search(r"feature_group_count=(\d+)", rest)
-      macs = math.prod(d for d, label in zip(rhs, kernel_labels) if label != "o")
-      comps[current]["flops"] += (2.0 * math.prod(shapes[name]) * macs
-                                  / (int(groups.group(1)) if groups else 1))
-    trip = 1
-    if op == "while":
-      n = re.search(r'"known_trip_count":\{"n":"(\d+)"', rest)
-      trip = int(n.group(1)) if n else None
-    for key, callee in re.findall(r"(calls|body|condition|to_apply)=%([\w.\-]+)", rest):
-      comps[current]["calls"].append((callee, trip if key == "body" else 1))
-    branches = re.search(r"branch_computations=\{([^}]*)\}", rest)
-    if branches:
-      comps[current]["calls"] += [(c, 1) for c in re.findall(r"%([\w.\-]+)", branches.group(1))]
-  unknown, memo = [], {}
-
-  def total(c):
-    if c not in memo:
-      f = comps[c]["flops"]
-      for callee, trip in comps[c]["calls"]:
-        if trip is None:
-          unknown.append(callee)
-        f += (trip or 1) * total(callee)
-      memo[c] = f
-    return memo[c]
-
-  return total(entry), len(unknown)
 
 
 def analytic_mlp_flops_per_inner_step(widths, in_dim, num_tasks, batch, meta_batch,
@@ -303,17 +139,22 @@ def build_config(spec: dict):
   return c
 
 
-def _setup(spec: dict, unroll: int | None = None, remat: bool | None = None):
-  """(jitted step, state, data, config, encoder, learner) for a spec, optionally overriding T
-  and remat (for the cost-only compiles)."""
-  import jax
-  from task_discovery import meta
+def _setup(spec: dict, unroll: int | None = None, remat: bool | None = None,
+           unroll_scans: bool = False):
+  """(jitted step, config, encoder, learner) for a spec, optionally overriding T and remat and
+  with every scan of the meta-step fully unrolled (for the cost-only compiles).
+
+  The step is `discovery.jit_meta_step`, what `discovery.train` runs: the same shardings (a
+  mesh of the config's devices) and the state donated."""
+  from task_discovery import discovery
   from task_discovery import models
+  from task_discovery import sharding
   spec = dict(spec, **({} if unroll is None else {"unroll": unroll}),
               **({} if remat is None else {"remat": remat}))
   config = build_config(spec)
   encoder, learner = models.build_models(config, IMAGE_SHAPE)
-  step = jax.jit(meta.make_meta_step(encoder, learner, config), donate_argnums=0)
+  mesh = sharding.make_mesh(config.mesh.num_devices, divides=config.meta.meta_batch_size)
+  step = discovery.jit_meta_step(encoder, learner, config, mesh, unroll_scans=unroll_scans)
   return step, config, encoder, learner
 
 
@@ -334,11 +175,10 @@ def flop_fit(spec: dict, data, check_unroll: int = 0) -> dict:
   out, t0 = {}, time.perf_counter()
   costs = {}
   for t in (1, 2) + ((check_unroll,) if check_unroll else ()):
-    step, config, encoder, learner = _setup(spec, unroll=t, remat=False)
+    step, config, encoder, learner = _setup(spec, unroll=t, remat=False, unroll_scans=True)
     state = jax.eval_shape(lambda k: meta.init_state(encoder, learner, config, k),
                            jax.random.key(0))
-    with fully_unrolled_scans():
-      costs[t] = _cost_flops(step.lower(state, data).compile())
+    costs[t] = measure.cost_flops(step.lower(state, data).compile())
   per_step = costs[2] - costs[1]
   out = {"const": costs[1] - per_step, "per_inner_step": per_step,
          "compile_seconds": time.perf_counter() - t0}
@@ -370,29 +210,21 @@ def run_one(spec: dict, fit: dict | None, n_images: int, repeats: int, matmul_si
   jax.block_until_ready((state, data))
 
   # Compile (peak host memory of compilation is an upper-bound measure, recorded separately).
-  rss_before_compile = _rss_bytes()
+  rss_before_compile = measure.rss_bytes()
   t = time.perf_counter()
   compiled = step.lower(state, data).compile()
   rec["compile_seconds"] = time.perf_counter() - t
-  rec["compile_max_rss_delta_bytes"] = max(0, _max_rss_bytes() - rss_before_compile)
-  mem = compiled.memory_analysis()
-  if mem is not None:
-    rec["xla_temp_bytes"] = int(mem.temp_size_in_bytes)
-    rec["xla_argument_bytes"] = int(mem.argument_size_in_bytes)
-    rec["xla_output_bytes"] = int(mem.output_size_in_bytes)
-    rec["xla_alias_bytes"] = int(mem.alias_size_in_bytes)
-    rec["xla_peak_bytes"] = (rec["xla_temp_bytes"] + rec["xla_argument_bytes"]
-                             + rec["xla_output_bytes"] - rec["xla_alias_bytes"])
-  else:
-    rec["xla_peak_bytes"] = None
-  available = _available_memory_bytes()
+  rec["compile_max_rss_delta_bytes"] = max(0, measure.max_rss_bytes() - rss_before_compile)
+  plan = measure.xla_memory_plan(compiled)
+  rec.update({f"xla_{k}_bytes": v for k, v in (plan or {"peak": None}).items()})
+  available = measure.available_memory_bytes()
   if rec["xla_peak_bytes"] and available and rec["xla_peak_bytes"] > 0.9 * available:
     rec["status"] = "too_large"
     rec["note"] = (f"not executed: XLA plans {rec['xla_peak_bytes'] / 2**30:.1f} GiB, more than "
                    f"90% of the {available / 2**30:.1f} GiB available")
     return rec
-  rec["xla_cost_analysis_flops_as_compiled"] = _cost_flops(compiled)
-  executed, unknown_loops = hlo_dot_flops(compiled.as_text())
+  rec["xla_cost_analysis_flops_as_compiled"] = measure.cost_flops(compiled)
+  executed, unknown_loops = measure.hlo_dot_flops(compiled.as_text())
   rec["executed_dot_flops"] = executed
   if unknown_loops:
     rec["executed_dot_flops_note"] = f"{unknown_loops} while loops without known trip count"
@@ -400,8 +232,8 @@ def run_one(spec: dict, fit: dict | None, n_images: int, repeats: int, matmul_si
   # Time: one warm-up step, then `repeats` steps, each synchronised and each followed by a
   # matmul measurement (best of 3), so every step has a reference taken under the same load.
   times, matmuls = [], []
-  rss_before_run = _rss_bytes()
-  with RssSampler() as sampler:
+  rss_before_run = measure.rss_bytes()
+  with measure.RssSampler() as sampler:
     state, metrics = compiled(state, data)
     jax.block_until_ready((state, metrics))
     for _ in range(repeats):
@@ -409,7 +241,7 @@ def run_one(spec: dict, fit: dict | None, n_images: int, repeats: int, matmul_si
       state, metrics = compiled(state, data)
       jax.block_until_ready((state, metrics))
       times.append(time.perf_counter() - t)
-      matmuls.append(matmul_gflops(matmul_size, repeats=3))
+      matmuls.append(measure.matmul_gflops(matmul_size, repeats=3))
   rec["rss_delta_bytes"] = max(0, sampler.peak - rss_before_run)
   rec["step_seconds"] = times
   rec["seconds_per_meta_step"] = statistics.median(times)
@@ -473,7 +305,7 @@ def header(matmul_size: int) -> dict:
       "cpu_count": os.cpu_count(),
       "machine": platform.machine(),
       "matmul_size": matmul_size,
-      "matmul_gflops": matmul_gflops(matmul_size),
+      "matmul_gflops": measure.matmul_gflops(matmul_size),
       "matmul_note": (f"best of 8 float32 {matmul_size}x{matmul_size} jnp.matmul, default "
                       "precision; each record re-measures it in its own process "
                       "(matmul_gflops there) and divides by that"),
@@ -514,10 +346,10 @@ def _parse(argv=None):
 def _run_child(payload: dict) -> None:
   """Child mode: one record (or the header), as one JSON line on stdout."""
   if payload["kind"] == "header":
-    size = payload["matmul_size"] or default_matmul_size()
+    size = payload["matmul_size"] or measure.default_matmul_size()
     result = header(size)
   else:
-    size = payload["matmul_size"] or default_matmul_size()
+    size = payload["matmul_size"] or measure.default_matmul_size()
     result = run_one(payload["spec"], payload["fit"], payload["n_images"], payload["repeats"],
                      size, payload.get("flop_check_unroll", 0))
   print("@@RESULT@@" + json.dumps(result), flush=True)
@@ -550,7 +382,7 @@ def main(argv=None) -> None:
   def call(payload, timeout_s):
     if args.isolate:
       return _in_subprocess(payload, timeout_s)
-    size = args.matmul_size or default_matmul_size()
+    size = args.matmul_size or measure.default_matmul_size()
     if payload["kind"] == "header":
       return header(size)
     return run_one(payload["spec"], payload["fit"], args.n_images, args.repeats, size,

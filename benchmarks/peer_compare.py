@@ -35,6 +35,8 @@ import subprocess
 import sys
 import time
 
+import measure  # the measuring helpers, beside this script
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PEER_HARNESS = os.path.join(ROOT, "..", "shared", "peer", "bench_peer.py")
@@ -97,26 +99,8 @@ def _build(c, n_images: int, abstract: bool):
 
 
 def _plan_bytes(compiled) -> dict:
-  m = compiled.memory_analysis()
-  total = (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
-           - m.alias_size_in_bytes)
-  return {"xla_plan_gib": total / 2**30, "xla_temp_gib": m.temp_size_in_bytes / 2**30}
-
-
-def _matmul_gflops(size: int) -> float:
-  import jax
-  import jax.numpy as jnp
-  a = jax.random.normal(jax.random.key(2), (size, size), jnp.float32)
-  f = jax.jit(jnp.matmul)
-  f(a, a).block_until_ready()
-  best = min(_timed(lambda: f(a, a).block_until_ready()) for _ in range(5))
-  return 2 * size**3 / best / 1e9
-
-
-def _timed(fn) -> float:
-  t = time.perf_counter()
-  fn()
-  return time.perf_counter() - t
+  plan = measure.xla_memory_plan(compiled)
+  return {"xla_plan_gib": plan["peak"] / 2**30, "xla_temp_gib": plan["temp"] / 2**30}
 
 
 def child(spec: dict) -> dict:
@@ -155,12 +139,10 @@ def child(spec: dict) -> dict:
   m = max(1, c.meta.meta_batch_size)
   record["seconds_per_task"] = record["median_s"] / m
   if spec.get("flops"):  # executed dot FLOPs of the compiled step (scan trip counts included)
-    sys.path.insert(0, HERE)
-    from meta_step import hlo_dot_flops  # pylint: disable=import-outside-toplevel
-    flops, _ = hlo_dot_flops(step.as_text())
+    flops, _ = measure.hlo_dot_flops(step.as_text())
     record["executed_dot_tflop"] = flops / 1e12
     record["achieved_gflops"] = flops / record["median_s"] / 1e9
-    record["matmul_gflops"] = _matmul_gflops(4096 if jax.default_backend() != "cpu" else 2048)
+    record["matmul_gflops"] = measure.matmul_gflops(measure.default_matmul_size(), repeats=5)
     stats = jax.devices()[0].memory_stats() or {}
     if "peak_bytes_in_use" in stats:
       record["device_peak_gib"] = stats["peak_bytes_in_use"] / 2**30
