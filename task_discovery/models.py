@@ -1,4 +1,5 @@
-"""Network families for learners and the task-network encoder (SPEC sections 4 and 5).
+"""Network families for learners and the task-network encoder (SPEC sections 4 and 5), and the
+one builder of a config's networks (`build_models`).
 
 This is the only module of the library that imports Flax. Everything else sees a `Model`:
 

@@ -1,4 +1,4 @@
-"""The task network's heads and diversity losses (SPEC section 4), as pure functions.
+"""The task network's heads, its labeler and its diversity losses (SPEC section 4).
 
 The encoder (a `models.make_encoder` network) maps images to embeddings `h(x)` of size d whose
 every dimension is zero-centred per batch by a BatchNorm without offset. Task i is the fixed
