@@ -279,6 +279,16 @@ def test_job_end_to_end_with_random_networks(tmp_path):
     assert abs(e['train_size'] - 150) <= 10
 
 
+def test_job_on_a_process_other_than_0_writes_nothing(tmp_path, monkeypatch):
+  # Process 1 of a multi-host run computes the same section and leaves the workdir alone.
+  monkeypatch.setattr(workdir_lib, '_is_process_zero', lambda: False)
+  config = tiny_config(source='random_network', include_kway=False, mirror=False,
+                       target_tasks=(0,))
+  report = adversarial.run(config, str(tmp_path))
+  assert report['adversarial']['summary']['num_splits'] == 2
+  assert os.listdir(tmp_path) == []
+
+
 # --------------------------------------------------------------------------------- bad inputs
 
 

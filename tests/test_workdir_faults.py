@@ -588,3 +588,15 @@ def test_a_config_saved_before_a_behaviour_changed_is_not_resumed_with_the_new_o
   previous = {"seed": 0, "data": {"name": "digits", "meta_val_fraction": 0.0, "split_seed": 0},
               "learner": {"name": "mlp", "init": "flax"}, "meta": {"task_order": "cyclic"}}
   assert workdir_lib.config_differences(saved, previous, defaults=defaults) == []
+
+
+def test_workdir_names_its_files_and_who_writes_them(monkeypatch):
+  wd = workdir_lib.Workdir("runs/x", writer=False)
+  assert wd.report == os.path.join("runs/x", "report.json") and not wd.writes
+  assert wd.tasks == os.path.join("runs/x", "tasks.npz")
+  assert wd.tasks_csv == wd.tasks_prefix + ".csv"
+  assert wd.checkpoints == os.path.abspath(os.path.join("runs/x", "checkpoints"))
+  assert wd.seed(2).path == os.path.join("runs/x", "seed_2") and not wd.seed(2).writes
+  assert workdir_lib.Workdir.of(wd) is wd and workdir_lib.Workdir.of("runs/x").path == "runs/x"
+  monkeypatch.setattr(workdir_lib, "_is_process_zero", lambda: False)
+  assert not workdir_lib.Workdir("runs/x").writes  # no writer given: JAX's process index says
