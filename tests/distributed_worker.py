@@ -8,6 +8,9 @@ import sys
 
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
 sys.path.insert(0, os.path.dirname(__file__))
+# The package of this checkout, as the pytest process that starts this script imports it (not
+# whichever checkout is installed in the environment).
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
