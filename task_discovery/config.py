@@ -17,6 +17,7 @@ from task_discovery import workdir as workdir_lib
 
 JOBS = ("discover", "agreement", "adversarial_split")
 ADVERSARIAL_SOURCES = ("discovery", "file", "random_network")
+ESTIMATORS = ("full", "truncated", "es", "pes")
 DIVERSITIES = ("uniformity", "mutual_information", "mutual_information_divdis", "none")
 
 
@@ -152,8 +153,14 @@ def base() -> ml_collections.ConfigDict:
       task_order="shuffled",
       optimizer="adam",                # optimiser of the encoder
       learning_rate=1e-3,
-      estimator="full",                # 'full' backprop | 'truncated' (last K inner steps only)
-      truncation_length=10,            # K for estimator='truncated'
+      # Meta-gradient (estimators.py; README "Choosing an estimator"): 'full' backprop |
+      # 'truncated' (backprop through the last K inner steps only) | 'es' (antithetic
+      # evolution strategies on whole unrolls, forward only) | 'pes' (persistent ES: each
+      # meta-step advances the learners K steps, unrolls of T steps span T / K meta-steps)
+      estimator="full",
+      truncation_length=10,            # K for estimator='truncated' and 'pes' (must divide T)
+      es_sigma=0.01,                   # 'es'/'pes': std of the Gaussian perturbations of theta
+      es_num_pairs=8,                  # 'es'/'pes': antithetic pairs (2x as many unrolls)
       log_every=10,                    # meta-steps between metric records
   ))
 
@@ -296,10 +303,17 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _check(c.meta.meta_batch_size <= c.task.num_tasks, "meta.meta_batch_size",
          "must not exceed task.num_tasks")
   _check(c.meta.num_steps >= 0, "meta.num_steps", "must be >= 0")
-  _check(c.meta.estimator in ("full", "truncated"), "meta.estimator",
-         "must be 'full' or 'truncated'")
+  _check(c.meta.estimator in ESTIMATORS, "meta.estimator", f"must be one of {ESTIMATORS}")
   _check(c.meta.estimator != "truncated" or 1 <= c.meta.truncation_length <= c.inner.num_steps,
          "meta.truncation_length", "must be in [1, inner.num_steps] for estimator='truncated'")
+  _check(c.meta.estimator != "pes" or (c.meta.truncation_length >= 1
+                                       and c.inner.num_steps % c.meta.truncation_length == 0),
+         "meta.truncation_length", "must divide inner.num_steps for estimator='pes'")
+  _check(c.meta.estimator != "pes" or c.inner.learner_updates != "samples",
+         "inner.learner_updates", "must be 'auto' or 'weights' for estimator='pes' (its "
+         "windows carry the learners' weights)")
+  _check(c.meta.es_sigma > 0, "meta.es_sigma", "must be > 0")
+  _check(c.meta.es_num_pairs >= 1, "meta.es_num_pairs", "must be >= 1")
   _check(c.meta.log_every >= 1, "meta.log_every", "must be >= 1")
   _check(c.eval.num_learners >= 2, "eval.num_learners", "must be >= 2 (agreement needs a pair)")
   _check(c.eval.num_epochs >= 1, "eval.num_epochs", "must be >= 1")

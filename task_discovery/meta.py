@@ -22,6 +22,7 @@ import numpy as np
 import optax
 
 from task_discovery import agreement
+from task_discovery import estimators
 from task_discovery import inner_loop
 from task_discovery import models
 from task_discovery import optimizers
@@ -86,8 +87,58 @@ def resolve_encoder_mode(mode: str, encoder_name: str) -> str:
   return mode
 
 
+def make_diversity(task) -> Callable:
+  """`diversity(h [B, d], directions_all [d, d]) -> scalar` for `task.diversity`."""
+  def diversity(h, directions_all):
+    if task.diversity == "uniformity":
+      return task_network.uniformity_loss(h, task.uniformity_t)
+    if task.diversity == "mutual_information":
+      return task_network.mutual_information_loss(h, directions_all, task.temperature)
+    if task.diversity == "mutual_information_divdis":
+      return task_network.mean_pairwise_mutual_information_loss(h, directions_all,
+                                                                task.temperature)
+    return jnp.zeros((), h.dtype)
+  return diversity
+
+
+def make_encode(encoder: models.Model, config, *, unroll_scans: bool = False) -> Callable:
+  """`encode(theta, enc_stats, images, batch_idx [T, B]) -> (h [T, B, d], new_enc_stats)`:
+  the task network in training mode on every inner batch (`inner.encoder_mode`).
+  `unroll_scans`: see `make_meta_loss`."""
+  unroll = True if unroll_scans else 1  # jax.lax.scan's default: a loop
+  encoder_mode = resolve_encoder_mode(config.inner.get("encoder_mode", "auto"),
+                                      config.task.encoder.name)
+
+  def encode(theta, enc_stats, images, batch_idx):
+    if encoder_mode == "batched":
+      zeros = jax.tree.map(jnp.zeros_like, enc_stats)
+      apply = lambda x: encoder.apply({"params": theta, "batch_stats": zeros}, x, True)
+      h, updates = jax.vmap(apply)(images[batch_idx])  # statistics per inner batch
+      return h, _running_stats_after(enc_stats, updates, unroll)
+
+    def one(stats, idx):
+      h, stats = encoder.apply({"params": theta, "batch_stats": stats}, images[idx], True)
+      return stats, h
+    stats, h = jax.lax.scan(jax.checkpoint(one), enc_stats, batch_idx, unroll=unroll)
+    return h, stats
+  return encode
+
+
+def make_diversity_loss(encoder: models.Model, config) -> Callable:
+  """The diversity term of J alone, which does not pass through the learners' unroll:
+  `(theta, enc_stats, directions_all, images, batch_idx) -> (coef * D, (D, new_enc_stats))`
+  with D the diversity averaged over the inner batches `batch_idx` `[T, B]`."""
+  encode, diversity = make_encode(encoder, config), make_diversity(config.task)
+
+  def diversity_loss(theta, enc_stats, directions_all, images, batch_idx):
+    h, enc_stats = encode(theta, enc_stats, images, batch_idx)
+    value = jax.vmap(diversity, in_axes=(0, None))(h, directions_all).mean()
+    return config.task.diversity_coef * value, (value, enc_stats)
+  return diversity_loss
+
+
 def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
-                   unroll_scans: bool = False) -> Callable:
+                   persistent: bool = False, unroll_scans: bool = False) -> Callable:
   """Builds the meta-objective for `config` (sections `task`, `inner`, `meta`).
 
   `unroll_scans=True` fully unrolls every `jax.lax.scan` of the objective (same math, one
@@ -106,6 +157,12 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
     `learner_vars` has leading axes `[M, L]`, `directions` is `[M, d]`, `batch_idx` is
     `[T, B]` and `heldout_x` is `[B_h, H, W, C]`. J = mean AS loss over the M tasks plus the
     diversity term.
+
+    With `persistent=True` the unroll is one window of a longer one (`estimators.pes`):
+    `meta_loss(..., heldout_x, start, reset) -> (J, (metrics, new_encoder_batch_stats,
+    new_carry))`, where the learners start from `start` (the weight-space state of
+    `inner_loop.weight_space`, leading axis M * L) or, where the traced bool `reset` is true,
+    from `learner_vars`; `batch_idx` holds the window's steps only.
   """
   inner, task = config.inner, config.task
   optimizer = optimizers.make_optimizer(
@@ -113,46 +170,26 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
       eps_root=inner.eps_root)
   num_learners = inner.num_learners
   truncation = config.meta.truncation_length if config.meta.estimator == "truncated" else None
-  encoder_mode = resolve_encoder_mode(inner.get("encoder_mode", "auto"), task.encoder.name)
   remat_block = int(inner.get("remat_block", 0))
   unroll = True if unroll_scans else 1  # jax.lax.scan's default: a loop
-
-  def diversity(h, directions_all):
-    if task.diversity == "uniformity":
-      return task_network.uniformity_loss(h, task.uniformity_t)
-    if task.diversity == "mutual_information":
-      return task_network.mutual_information_loss(h, directions_all, task.temperature)
-    if task.diversity == "mutual_information_divdis":
-      return task_network.mean_pairwise_mutual_information_loss(h, directions_all,
-                                                                task.temperature)
-    return jnp.zeros((), h.dtype)
-
-  def encode(theta, enc_stats, images, batch_idx):
-    """Embeddings `[T, B, d]` of every inner batch and the encoder's new running stats."""
-    if encoder_mode == "batched":
-      zeros = jax.tree.map(jnp.zeros_like, enc_stats)
-      apply = lambda x: encoder.apply({"params": theta, "batch_stats": zeros}, x, True)
-      h, updates = jax.vmap(apply)(images[batch_idx])  # statistics per inner batch
-      return h, _running_stats_after(enc_stats, updates, unroll)
-
-    def one(stats, idx):
-      h, stats = encoder.apply({"params": theta, "batch_stats": stats}, images[idx], True)
-      return stats, h
-    stats, h = jax.lax.scan(jax.checkpoint(one), enc_stats, batch_idx, unroll=unroll)
-    return h, stats
+  diversity = make_diversity(task)
+  encode = make_encode(encoder, config, unroll_scans=unroll_scans)
 
   def learners(learner_vars, images, batch_idx, heldout_x, num_tasks) -> inner_loop.Unroll:
     flat = _flatten_learners(learner_vars, num_tasks, num_learners)
     kwargs = dict(num_tasks=num_tasks, num_learners=num_learners, data_mode=inner.data_mode)
-    if inner_loop.use_sample_space(learner, inner, int(np.prod(images.shape[1:]))):
+    # A window of a persistent unroll continues the learners' weights: the sample-space form
+    # holds the input layer as a function of the whole unroll's inputs, so it can not.
+    if not persistent and inner_loop.use_sample_space(learner, inner,
+                                                      int(np.prod(images.shape[1:]))):
       return inner_loop.sample_space(learner, inner.learning_rate, flat["params"],
                                      flat.get("batch_stats", {}), images, batch_idx, heldout_x,
                                      **kwargs)
     return inner_loop.weight_space(learner, optimizer, flat["params"],
                                    flat.get("batch_stats", {}), images, heldout_x, **kwargs)
 
-  def meta_loss(theta, encoder_batch_stats, learner_vars, directions, directions_all, images,
-                batch_idx, heldout_x):
+  def unrolled_loss(theta, encoder_batch_stats, learner_vars, directions, directions_all,
+                    images, batch_idx, heldout_x, start=None, reset=None):
     num_tasks, num_steps = directions.shape[0], batch_idx.shape[0]
     truncated = truncation is not None and truncation < num_steps
     if truncated:
@@ -173,18 +210,21 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
     else:
       learner_probs = jnp.repeat(probs, num_learners, axis=1)
     steps = learners(learner_vars, images, batch_idx, heldout_x, num_tasks)
+    carry0 = steps.carry
+    if start is not None:
+      carry0 = jax.tree.map(lambda fresh, kept: jnp.where(reset, fresh, kept), carry0, start)
     xs = (jnp.arange(num_steps), batch_idx, learner_probs)
     scan = lambda carry, xs: inner_loop.scan_steps(steps.step, carry, xs, remat=inner.remat,
                                                    remat_block=remat_block, unroll=unroll)
     if truncated:
       split = num_steps - truncation
       head = jax.tree.map(lambda a: a[:split], xs)
-      carry, loss_head = scan(steps.carry, jax.lax.stop_gradient(head))
+      carry, loss_head = scan(carry0, jax.lax.stop_gradient(head))
       carry, loss_tail = scan(jax.lax.stop_gradient(carry),
                               jax.tree.map(lambda a: a[split:], xs))
       inner_loss = jnp.concatenate([loss_head, loss_tail])
     else:
-      carry, inner_loss = scan(steps.carry, xs)  # inner_loss [T, K]
+      carry, inner_loss = scan(carry0, xs)  # inner_loss [T, K]
     inner_loss = inner_loss.reshape(num_steps, num_tasks, num_learners).mean(axis=-1)  # [T, M]
     # Learners stay in training mode (batch statistics) on the held-out batch, as the original.
     logits = steps.heldout_logits(carry)  # [K, B_h, C]
@@ -202,9 +242,28 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
         "inner_loss_last": inner_loss[-1],  # [M]
         "label_balance": balance,
     }
+    return loss, (metrics, encoder_batch_stats, carry)
+
+  if persistent:
+    return unrolled_loss
+
+  def meta_loss(*args, **kwargs):
+    loss, (metrics, encoder_batch_stats, _) = unrolled_loss(*args, **kwargs)
     return loss, (metrics, encoder_batch_stats)
 
   return meta_loss
+
+
+OBJECTIVE = estimators.Objective(make_meta_loss, make_diversity_loss, _flatten_learners)
+
+
+def make_estimator(encoder: models.Model, learner: models.Model, config, *,
+                   shard_pairs: Callable = lambda tree: tree,
+                   unroll_scans: bool = False) -> estimators.GradientEstimator:
+  """The gradient estimator of `config.meta.estimator` for this module's objective
+  (`estimators.make_estimator`)."""
+  return estimators.make_estimator(OBJECTIVE, encoder, learner, config, shard_pairs=shard_pairs,
+                                   unroll_scans=unroll_scans)
 
 
 def global_norm(tree) -> jax.Array:
@@ -214,6 +273,8 @@ def global_norm(tree) -> jax.Array:
 
 # fold_in data of the task-order stream: no meta-step key uses it (steps are int32 >= 0).
 TASK_ORDER_STREAM = 0xFFFFFFFF
+# fold_in data of the stream of ES/PES perturbations (`fold_in(stream, step)` per meta-step).
+PERTURBATION_STREAM = 0xFFFFFFFE
 
 
 def task_ids_for_step(step: jax.Array, meta_batch_size: int, num_tasks: int,
@@ -256,23 +317,29 @@ def make_meta_step(encoder: models.Model, learner: models.Model, config, *,
   `sharding.constrain_along_data(mesh)` to split the tasks of a meta-batch over devices.
 
   `state` is a dict pytree: step, params, batch_stats (encoder), opt_state, learner_init
-  (`[L, ...]` fixed learner variables), directions (`[d, d]`), key (root PRNG key data).
+  (`[L, ...]` fixed learner variables), directions (`[d, d]`), key (root PRNG key data), and
+  for estimators with a persistent state (`pes`) `estimator`.
   `data` is a dict: images `[N, H, W, C]`, train_idx `[n]`, heldout_idx `[m]` (the images of
   the differentiable AS's held-out batch: `discovery` passes the meta-validation part).
-  Keys are `fold_in(root, step)`, so a resumed run draws the same numbers. `unroll_scans`: see
-  `make_meta_loss`.
+  The gradient comes from `estimators.make_estimator` (`meta.estimator`). Unroll u (meta-step
+  u, or meta-steps u W .. u W + W - 1 for `pes`'s W windows) draws its tasks, data and
+  learner initialisation from `fold_in(root, u)`, so a resumed run draws the same numbers.
+  `unroll_scans`: see `make_meta_loss`.
   """
-  meta_loss = make_meta_loss(encoder, learner, config, unroll_scans=unroll_scans)
   outer = optimizers.make_optimizer(config.meta.optimizer,
                                     learning_rate=config.meta.learning_rate)
   inner, meta = config.inner, config.meta
-  grad_fn = jax.value_and_grad(meta_loss, has_aux=True)
+  estimator = make_estimator(encoder, learner, config, shard_pairs=shard_tasks,
+                             unroll_scans=unroll_scans)
+  num_windows = estimator.num_windows
 
   def meta_step(state, data):
     root = jax.random.wrap_key_data(state["key"])
-    key = jax.random.fold_in(root, state["step"])
+    step = state["step"]
+    unroll_index = step if num_windows == 1 else step // num_windows
+    key = jax.random.fold_in(root, unroll_index)
     data_key, init_key, heldout_key = jax.random.split(key, 3)
-    task_ids = task_ids_for_step(state["step"], meta.meta_batch_size, config.task.num_tasks,
+    task_ids = task_ids_for_step(unroll_index, meta.meta_batch_size, config.task.num_tasks,
                                  task_order_key(root, meta.get("task_order", "shuffled")))
     directions = state["directions"][task_ids]
     if inner.random_init:
@@ -291,13 +358,20 @@ def make_meta_step(encoder: models.Model, learner: models.Model, config, *,
     if inner.resample_heldout:
       heldout_idx = jax.random.permutation(heldout_key, heldout_idx)
     heldout_x = data["images"][heldout_idx[: inner.heldout_batch_size]]
-    (loss, (metrics, batch_stats)), grads = grad_fn(
-        state["params"], state["batch_stats"], learner_vars, directions, state["directions"],
-        data["images"], batch_idx, heldout_x)
+    unroll = dict(learner_vars=learner_vars, directions=directions,
+                  directions_all=state["directions"], images=data["images"],
+                  batch_idx=batch_idx, heldout_x=heldout_x,
+                  window=(step % num_windows).astype(jnp.int32))
+    noise_key = jax.random.fold_in(
+        jax.random.fold_in(root, jnp.uint32(PERTURBATION_STREAM)), step)
+    grads, metrics, batch_stats, estimator_state = estimator.grad(
+        state["params"], state["batch_stats"], state.get("estimator", {}), unroll, noise_key)
     updates, opt_state = outer.update(grads, state["opt_state"], state["params"])
-    new_state = dict(state, step=state["step"] + 1,
+    new_state = dict(state, step=step + 1,
                      params=optax.apply_updates(state["params"], updates),
                      batch_stats=batch_stats, opt_state=opt_state)
+    if "estimator" in state:
+      new_state["estimator"] = estimator_state
     metrics = dict(metrics, grad_norm=global_norm(grads), task_ids=task_ids)
     return new_state, metrics
 
@@ -319,7 +393,7 @@ def init_state(encoder: models.Model, learner: models.Model, config, key: jax.Ar
   learner_init = jax.vmap(learner.init)(jax.random.split(learner_key, config.inner.num_learners))
   outer = optimizers.make_optimizer(config.meta.optimizer,
                                     learning_rate=config.meta.learning_rate)
-  return {
+  state = {
       "step": jnp.zeros((), jnp.int32),
       "params": variables["params"],
       "batch_stats": variables.get("batch_stats", {}),
@@ -328,4 +402,13 @@ def init_state(encoder: models.Model, learner: models.Model, config, key: jax.Ar
       "directions": jnp.asarray(task_directions(config.task)),
       "key": jax.random.key_data(key),
   }
+  estimator = make_estimator(encoder, learner, config)
+  learner_vars = jax.tree.map(
+      lambda a: jnp.broadcast_to(a, (config.meta.meta_batch_size,) + a.shape), learner_init)
+  estimator_state = estimator.init_state(variables["params"], learner_vars)
+  # Only an estimator with a persistent state adds the key: checkpoints of the others keep
+  # the layout they had before estimators had state.
+  if jax.tree.leaves(estimator_state):
+    state["estimator"] = estimator_state
+  return state
 

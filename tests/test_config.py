@@ -121,7 +121,12 @@ BAD_VALUES = [
     ([('inner.optimizer', 'adam'), ('inner.eps_root', 0.0)], 'inner.eps_root'),
     ([('task.num_tasks', 4), ('meta.meta_batch_size', 5)], 'meta.meta_batch_size'),
     ([('meta.meta_batch_size', 0)], 'meta.meta_batch_size'),
-    ([('meta.estimator', 'es')], 'meta.estimator'),
+    ([('meta.estimator', 'reinforce')], 'meta.estimator'),
+    ([('meta.estimator', 'pes'), ('inner.num_steps', 10), ('meta.truncation_length', 4)],
+     'meta.truncation_length'),
+    ([('meta.estimator', 'pes'), ('inner.learner_updates', 'samples')], 'inner.learner_updates'),
+    ([('meta.es_sigma', 0.0)], 'meta.es_sigma'),
+    ([('meta.es_num_pairs', 0)], 'meta.es_num_pairs'),
     ([('meta.estimator', 'truncated'), ('inner.num_steps', 10), ('meta.truncation_length', 11)],
      'meta.truncation_length'),
     ([('eval.num_learners', 1)], 'eval.num_learners'),
@@ -147,6 +152,8 @@ def test_bad_value_raises_naming_the_field(overrides, field):
     [('inner.optimizer', 'sgd'), ('inner.eps_root', 0.0)],     # eps_root only matters for adam
     [('meta.estimator', 'truncated'), ('inner.num_steps', 10), ('meta.truncation_length', 10)],
     [('meta.estimator', 'full'), ('inner.num_steps', 10), ('meta.truncation_length', 50)],
+    [('meta.estimator', 'pes'), ('inner.num_steps', 10), ('meta.truncation_length', 5)],
+    [('meta.estimator', 'es'), ('inner.learner_updates', 'samples')],
     [('task.num_tasks', 4), ('meta.meta_batch_size', 4)],
     [('inner.num_learners', 3), ('inner.batch_size', 513)],
 ])
