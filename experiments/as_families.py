@@ -25,7 +25,7 @@ for the machine (digits or fashion_mnist on a laptop, cifar on a GPU).
 Expected (the paper, CIFAR-10): discovered >= human >> random ~ 0.5, i.e. `ordering`
 'discovered > human > random'; the released reference numbers are in SPEC section 6 and
 configs/cifar.py. At --scale=smoke (2 meta-steps, 1 epoch) the numbers mean nothing.
-Measured with the first command (configs/digits.py: d = 4, uniformity 0.1, 1,500 meta-steps;
+Measured with the first command (configs/digits.py: d = 4, uniformity 0.1, 1,500 meta-steps then;
 --scale=cpu) on a 2-core CPU machine shared with other jobs: 3 min 43 s wall; mean AS discovered
 0.991 (4 tasks, 0.989-0.992), human 0.989 (126 tasks, 0.972-1.000), random 0.689 (16 tasks);
 ordering 'discovered > human > random'; mean folded agreement of the discovered tasks 0.645.

@@ -38,7 +38,7 @@ Expected (qualitatively): random-labelled tasks lowest with every architecture; 
 off-diagonal cells show how far the tasks' AS carries over to other learners. The discovery
 hyperparameters of the config (e.g. inner.learning_rate) are tuned for its own learner and are
 used unchanged for the other architectures; evaluation uses the config's `eval` protocol for all.
-Measured with the first command (configs/digits.py: d = 4, 1,500 meta-steps; --scale=cpu) on a
+Measured with the first command (configs/digits.py: d = 4, 1,500 meta-steps then; --scale=cpu) on a
 2-core CPU machine shared with other jobs: about 22 min wall (MLP discovery 3 min, then the
 agreement jobs: mlp 0.5, cnn 4.5, resnet18 11.5, vit 2 min). Mean AS:
   tasks \ evaluated with   mlp     cnn     resnet18   vit

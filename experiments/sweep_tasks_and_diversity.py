@@ -33,7 +33,7 @@ so a larger coefficient should give less similar tasks (mean folded agreement to
 coef 0 the most similar ones; how much AS that costs, and how AS changes with d, is what this
 sweep measures (the paper's released reference has mean AS 0.931 for d = 8 and 0.879 for d = 32
 with ResNet-18 on CIFAR-10, SPEC section 6).
-Measured with the first command (configs/digits.py: 1,500 meta-steps; --scale=cpu) on a 2-core
+Measured with the first command (configs/digits.py: 1,500 meta-steps then; --scale=cpu) on a 2-core
 CPU machine shared with other jobs: 31 min wall for the 9 runs. Mean AS of the discovered tasks
 / mean folded agreement between them:
             coef 0          coef 0.1        coef 5
