@@ -154,6 +154,7 @@ def test_streamed_estimators_keep_nothing_per_inner_step():
     temp = {}
     for num_steps in (4, 20):
       config = tiny_config(num_steps=num_steps, batch_size=batch)
+      config.learner.mlp_widths = config.task.encoder.mlp_widths = (8,)  # faster to compile
       config.meta.estimator = estimator
       config.meta.truncation_length = 2
       config.meta.es_num_pairs = 2
