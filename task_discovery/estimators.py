@@ -35,8 +35,8 @@ depends on which estimator runs.
 Choices for `es` and `pes`:
   * The diversity term (uniformity or mutual information of the task network's embeddings)
     does not pass through the learners' unroll, is smooth and cheap: its gradient is exact
-    (reverse mode through the encoder at the unperturbed theta), only the AS loss is
-    estimated. The estimate is then of the gradient of `E_eps AS(theta + sigma eps) +
+    (reverse mode through the encoder at the unperturbed theta, one inner batch at a time:
+    `meta.make_diversity_grad`), only the AS loss is estimated. The estimate is then of the gradient of `E_eps AS(theta + sigma eps) +
     coef * D(theta)`. For `pes` D is averaged over the window's inner batches.
   * The encoder's BatchNorm running statistics come from that unperturbed forward, so they
     follow the same recurrence as under `full` (perturbed forwards use batch statistics
@@ -67,11 +67,11 @@ class Objective(NamedTuple):
   Attributes:
     meta_loss: `(encoder, learner, config, *, persistent, unroll_scans) -> meta_loss`, as
       `meta.make_meta_loss`.
-    diversity_loss: `(encoder, config) -> diversity_loss`, as `meta.make_diversity_loss`.
+    diversity_grad: `(encoder, config) -> diversity_grad`, as `meta.make_diversity_grad`.
     flatten_learners: `(tree [M, L, ...], M, L) -> tree [M * L, ...]`.
   """
   meta_loss: Callable
-  diversity_loss: Callable
+  diversity_grad: Callable
   flatten_learners: Callable
 
 
@@ -175,7 +175,7 @@ def es(objective: Objective, encoder: models.Model, learner: models.Model, confi
   `meta.es_num_pairs`."""
   sigma, num_pairs = float(config.meta.es_sigma), int(config.meta.es_num_pairs)
   as_loss = _perturbed_meta_loss(objective, encoder, learner, config, persistent=False)
-  diversity_grad = jax.value_and_grad(objective.diversity_loss(encoder, config), has_aux=True)
+  diversity_grad = objective.diversity_grad(encoder, config)
 
   def grad(theta, encoder_batch_stats, state, unroll, key):
     args = _meta_loss_args(unroll)
@@ -209,7 +209,7 @@ def pes(objective: Objective, encoder: models.Model, learner: models.Model, conf
     raise ValueError("estimator='pes' carries the learners' weights across windows: use "
                      "inner.learner_updates='auto' or 'weights'")
   window_loss = _perturbed_meta_loss(objective, encoder, learner, config, persistent=True)
-  diversity_grad = jax.value_and_grad(objective.diversity_loss(encoder, config), has_aux=True)
+  diversity_grad = objective.diversity_grad(encoder, config)
   optimizer = optimizers.make_optimizer(
       inner.optimizer, learning_rate=inner.learning_rate, momentum=inner.momentum,
       eps_root=inner.eps_root)

@@ -124,17 +124,38 @@ def make_encode(encoder: models.Model, config, *, unroll_scans: bool = False) ->
   return encode
 
 
-def make_diversity_loss(encoder: models.Model, config) -> Callable:
-  """The diversity term of J alone, which does not pass through the learners' unroll:
-  `(theta, enc_stats, directions_all, images, batch_idx) -> (coef * D, (D, new_enc_stats))`
-  with D the diversity averaged over the inner batches `batch_idx` `[T, B]`."""
-  encode, diversity = make_encode(encoder, config), make_diversity(config.task)
+def make_diversity_grad(encoder: models.Model, config) -> Callable:
+  """The diversity term of J alone, which does not pass through the learners' unroll, and its
+  exact gradient:
+  `(theta, enc_stats, directions_all, images, batch_idx) -> ((coef * D, (D, new_enc_stats)),
+  grads)`, the output of `jax.value_and_grad(..., has_aux=True)`, with D the diversity averaged
+  over the inner batches `batch_idx` `[T, B]`.
 
-  def diversity_loss(theta, enc_stats, directions_all, images, batch_idx):
-    h, enc_stats = encode(theta, enc_stats, images, batch_idx)
-    value = jax.vmap(diversity, in_axes=(0, None))(h, directions_all).mean()
-    return config.task.diversity_coef * value, (value, enc_stats)
-  return diversity_loss
+  A forward scan over the inner batches differentiates each batch's term and adds the
+  gradients up, so nothing is kept per inner batch (reverse mode through a vmap over all T
+  would hold, for uniformity, `[T, B, B]` pairwise distances and their residuals).
+  """
+  diversity = make_diversity(config.task)
+  coef = config.task.diversity_coef
+
+  def diversity_grad(theta, enc_stats, directions_all, images, batch_idx):
+    def batch_term(theta, stats, idx):
+      h, stats = encoder.apply({"params": theta, "batch_stats": stats}, images[idx], True)
+      return diversity(h, directions_all), stats
+
+    def one(carry, idx):
+      stats, total, grads = carry
+      (value, stats), g = jax.value_and_grad(batch_term, has_aux=True)(theta, stats, idx)
+      return (stats, total + value, jax.tree.map(jnp.add, grads, g)), None
+
+    dtype = jax.tree.leaves(theta)[0].dtype
+    carry = (enc_stats, jnp.zeros((), dtype), jax.tree.map(jnp.zeros_like, theta))
+    (enc_stats, total, grads), _ = jax.lax.scan(one, carry, batch_idx)
+    num_steps = batch_idx.shape[0]
+    value = total / num_steps
+    grads = jax.tree.map(lambda g: (coef / num_steps) * g, grads)
+    return (coef * value, (value, enc_stats)), grads
+  return diversity_grad
 
 
 def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
@@ -145,11 +166,17 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
   straight-line program): XLA's cost analysis counts a scan body once, an unrolled program's
   every step, so benchmarks count FLOPs on such a compile; training never sets it.
 
-  The task network does not change during the unroll, so its soft labels for all T inner
-  batches are computed before the learners' scan (`inner.encoder_mode`), and the scan carries
-  only the learners' state (`inner_loop`). The learners' BatchNorm running statistics are not
-  carried: the learners stay in training mode on the held-out batch (as the original), so
-  nothing reads them.
+  Where the soft labels are computed depends on `meta.estimator`:
+    * `full` (and `truncated` with K >= T, the same computation): the task network does not
+      change during the unroll, so its soft labels for all T inner batches are computed before
+      the learners' scan (`inner.encoder_mode`), and the scan carries only the learners' state
+      (`inner_loop`). Reverse mode through all T steps is linear in T anyway.
+    * `truncated` (K < T), `es`, `pes`: each scanned step runs the encoder on its inner batch
+      (the encoder's running statistics in the carry), makes that batch's soft labels, trains
+      the learners one step and adds up the diversity term, so nothing of size
+      `[T, B, ...]` exists and memory does not grow with T (`inner.encoder_mode` is unused).
+  The learners' BatchNorm running statistics are not carried: the learners stay in training
+  mode on the held-out batch (as the original), so nothing reads them.
 
   Returns:
     `meta_loss(theta, encoder_batch_stats, learner_vars, directions, directions_all, images,
@@ -174,6 +201,7 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
   unroll = True if unroll_scans else 1  # jax.lax.scan's default: a loop
   diversity = make_diversity(task)
   encode = make_encode(encoder, config, unroll_scans=unroll_scans)
+  streamed = config.meta.estimator != "full"  # see "Where the soft labels are computed"
 
   def learners(learner_vars, images, batch_idx, heldout_x, num_tasks) -> inner_loop.Unroll:
     flat = _flatten_learners(learner_vars, num_tasks, num_learners)
@@ -188,51 +216,23 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
     return inner_loop.weight_space(learner, optimizer, flat["params"],
                                    flat.get("batch_stats", {}), images, heldout_x, **kwargs)
 
-  def unrolled_loss(theta, encoder_batch_stats, learner_vars, directions, directions_all,
-                    images, batch_idx, heldout_x, start=None, reset=None):
-    num_tasks, num_steps = directions.shape[0], batch_idx.shape[0]
-    truncated = truncation is not None and truncation < num_steps
-    if truncated:
-      # Truncated backprop: the first T-K steps see a constant task network and run without
-      # gradient (nothing is stored for them); the meta-gradient flows through the last K.
-      h_head, encoder_batch_stats = encode(jax.lax.stop_gradient(theta), encoder_batch_stats,
-                                           images, batch_idx[:-truncation])
-      h_tail, encoder_batch_stats = encode(theta, encoder_batch_stats, images,
-                                           batch_idx[-truncation:])
-      h = jnp.concatenate([jax.lax.stop_gradient(h_head), h_tail])
-    else:
-      h, encoder_batch_stats = encode(theta, encoder_batch_stats, images, batch_idx)
-    probs = jax.nn.softmax(jax.vmap(lambda e: task_network.task_logits(
-        e, directions, task.temperature))(h), -1)  # [T, M, B, C]
-    # Each learner's soft labels: [T, K, b, C] ('meta': its slice of the batch; 'full': all).
+  def learner_labels(probs, num_learners):
+    """Each learner's soft labels `[..., K, b, C]` from the tasks' `[..., M, B, C]` ('meta': its
+    slice of the batch; 'full': all of it)."""
     if inner.data_mode == "meta":
-      learner_probs = probs.reshape(num_steps, num_tasks * num_learners, -1, probs.shape[-1])
-    else:
-      learner_probs = jnp.repeat(probs, num_learners, axis=1)
-    steps = learners(learner_vars, images, batch_idx, heldout_x, num_tasks)
-    carry0 = steps.carry
-    if start is not None:
-      carry0 = jax.tree.map(lambda fresh, kept: jnp.where(reset, fresh, kept), carry0, start)
-    xs = (jnp.arange(num_steps), batch_idx, learner_probs)
-    scan = lambda carry, xs: inner_loop.scan_steps(steps.step, carry, xs, remat=inner.remat,
-                                                   remat_block=remat_block, unroll=unroll)
-    if truncated:
-      split = num_steps - truncation
-      head = jax.tree.map(lambda a: a[:split], xs)
-      carry, loss_head = scan(carry0, jax.lax.stop_gradient(head))
-      carry, loss_tail = scan(jax.lax.stop_gradient(carry),
-                              jax.tree.map(lambda a: a[split:], xs))
-      inner_loss = jnp.concatenate([loss_head, loss_tail])
-    else:
-      carry, inner_loss = scan(carry0, xs)  # inner_loss [T, K]
+      return probs.reshape(probs.shape[:-3] + (probs.shape[-3] * num_learners, -1,
+                                               probs.shape[-1]))
+    return jnp.repeat(probs, num_learners, axis=-3)
+
+  def outputs(steps, carry, inner_loss, num_tasks, diversity_value, balance, encoder_batch_stats):
+    """J, metrics and new state from the learners after the unroll (`inner_loss` `[T, K]`)."""
+    num_steps = inner_loss.shape[0]
     inner_loss = inner_loss.reshape(num_steps, num_tasks, num_learners).mean(axis=-1)  # [T, M]
     # Learners stay in training mode (batch statistics) on the held-out batch, as the original.
     logits = steps.heldout_logits(carry)  # [K, B_h, C]
     logits = logits.reshape((num_tasks, num_learners) + logits.shape[1:])  # [M, L, B_h, C]
     as_loss = symmetric_agreement_loss(logits)  # [M]
-    diversity_value = jax.vmap(diversity, in_axes=(0, None))(h, directions_all).mean()
     loss = as_loss.mean() + task.diversity_coef * diversity_value
-    balance = jnp.mean(probs[..., 1] > 0.5, axis=(0, 2))  # [M] fraction of label 1
     metrics = {
         "loss": loss,
         "as_loss": as_loss,
@@ -244,6 +244,73 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
     }
     return loss, (metrics, encoder_batch_stats, carry)
 
+  def streamed_loss(theta, encoder_batch_stats, learner_vars, directions, directions_all,
+                    images, batch_idx, heldout_x, start=None, reset=None):
+    """`unrolled_loss` with the soft labels made inside the learners' scan (docstring)."""
+    num_tasks, num_steps = directions.shape[0], batch_idx.shape[0]
+    steps = learners(learner_vars, images, batch_idx, heldout_x, num_tasks)
+    carry0 = steps.carry
+    if start is not None:
+      carry0 = jax.tree.map(lambda fresh, kept: jnp.where(reset, fresh, kept), carry0, start)
+
+    def make_step(theta):
+      def step(carry, xs):
+        learners_carry, stats, diversity_sum, balance_sum = carry
+        t, idx = xs
+        h, stats = encoder.apply({"params": theta, "batch_stats": stats}, images[idx], True)
+        probs = jax.nn.softmax(task_network.task_logits(h, directions, task.temperature),
+                               -1)  # [M, B, C]
+        learners_carry, loss = steps.step(learners_carry,
+                                          (t, idx, learner_labels(probs, num_learners)))
+        diversity_sum = diversity_sum + diversity(h, directions_all)
+        balance_sum = balance_sum + jnp.mean(probs[..., 1] > 0.5, axis=-1,
+                                             dtype=balance_sum.dtype)  # [M]
+        return (learners_carry, stats, diversity_sum, balance_sum), loss
+      return step
+
+    dtype = jax.tree.leaves(theta)[0].dtype
+    carry = (carry0, encoder_batch_stats, jnp.zeros((), dtype), jnp.zeros((num_tasks,), dtype))
+    xs = (jnp.arange(num_steps), batch_idx)
+    scan = lambda step, carry, xs: inner_loop.scan_steps(
+        step, carry, xs, remat=inner.remat, remat_block=remat_block, unroll=unroll)
+    if truncation is not None and truncation < num_steps:
+      # The first T-K steps see a constant task network: a forward scan, nothing of it is
+      # stored for the backward pass; the meta-gradient flows through the last K steps (and
+      # the diversity term of their batches only, as in the batched form).
+      split = num_steps - truncation
+      carry, loss_head = scan(make_step(jax.lax.stop_gradient(theta)), carry,
+                              jax.tree.map(lambda a: a[:split], xs))
+      carry, loss_tail = scan(make_step(theta), jax.lax.stop_gradient(carry),
+                              jax.tree.map(lambda a: a[split:], xs))
+      inner_loss = jnp.concatenate([loss_head, loss_tail])
+    else:
+      carry, inner_loss = scan(make_step(theta), carry, xs)  # inner_loss [T, K]
+    learners_carry, encoder_batch_stats, diversity_sum, balance_sum = carry
+    return outputs(steps, learners_carry, inner_loss, num_tasks, diversity_sum / num_steps,
+                   balance_sum / num_steps, encoder_batch_stats)
+
+  def unrolled_loss(theta, encoder_batch_stats, learner_vars, directions, directions_all,
+                    images, batch_idx, heldout_x, start=None, reset=None):
+    num_tasks, num_steps = directions.shape[0], batch_idx.shape[0]
+    # `truncated` with K >= T is `full`'s computation, to the bit.
+    if streamed and (truncation is None or truncation < num_steps):
+      return streamed_loss(theta, encoder_batch_stats, learner_vars, directions,
+                           directions_all, images, batch_idx, heldout_x, start, reset)
+    h, encoder_batch_stats = encode(theta, encoder_batch_stats, images, batch_idx)
+    probs = jax.nn.softmax(jax.vmap(lambda e: task_network.task_logits(
+        e, directions, task.temperature))(h), -1)  # [T, M, B, C]
+    steps = learners(learner_vars, images, batch_idx, heldout_x, num_tasks)
+    carry0 = steps.carry
+    if start is not None:
+      carry0 = jax.tree.map(lambda fresh, kept: jnp.where(reset, fresh, kept), carry0, start)
+    xs = (jnp.arange(num_steps), batch_idx, learner_labels(probs, num_learners))
+    carry, inner_loss = inner_loop.scan_steps(steps.step, carry0, xs, remat=inner.remat,
+                                              remat_block=remat_block, unroll=unroll)
+    diversity_value = jax.vmap(diversity, in_axes=(0, None))(h, directions_all).mean()
+    balance = jnp.mean(probs[..., 1] > 0.5, axis=(0, 2))  # [M] fraction of label 1
+    return outputs(steps, carry, inner_loss, num_tasks, diversity_value, balance,
+                   encoder_batch_stats)
+
   if persistent:
     return unrolled_loss
 
@@ -254,7 +321,7 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
   return meta_loss
 
 
-OBJECTIVE = estimators.Objective(make_meta_loss, make_diversity_loss, _flatten_learners)
+OBJECTIVE = estimators.Objective(make_meta_loss, make_diversity_grad, _flatten_learners)
 
 
 def make_estimator(encoder: models.Model, learner: models.Model, config, *,

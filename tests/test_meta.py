@@ -126,6 +126,50 @@ def test_batched_encoder_equals_per_step_encoder():
   assert moved > 1e-3  # the running statistics were updated, so the comparison has teeth
 
 
+def test_labels_made_inside_the_scan_equal_labels_made_before_it():
+  """The streamed form (`es`, `pes`, `truncated`: encoder, soft labels and diversity inside the
+  learners' scan) is the same J as `full`'s batched form, gradient and running stats too."""
+  with jax.enable_x64(True):
+    results = []
+    for estimator in ("full", "es"):
+      config = tiny_config()
+      config.meta.estimator = estimator
+      results.append(_loss_and_grad(config))
+  (loss_b, met_b, stats_b, grad_b), (loss_s, met_s, stats_s, grad_s) = results
+  np.testing.assert_allclose(loss_s, loss_b, rtol=1e-12)
+  for name in met_b:  # the batched form's label balance is a float32 mean
+    rtol = 1e-6 if name == "label_balance" else 1e-11
+    np.testing.assert_allclose(met_s[name], met_b[name], rtol=rtol, err_msg=name)
+  assert float(met_b["diversity"]) > 1e-3  # the diversity term is part of the comparison
+  numerics.assert_close_to_scale(grad_s, grad_b, rtol=1e-10)
+  numerics.assert_close_to_scale(stats_s, stats_b, rtol=1e-12)
+
+
+def test_streamed_estimators_keep_nothing_per_inner_step():
+  """XLA's memory plan of `truncated` and `es` at T = 4 and T = 20 inner steps: the growth per
+  step is far below one inner batch's `[B, B]` uniformity distances (what the batched form
+  kept per step); what remains is O(T) indices and scalars."""
+  batch = 64
+  for estimator in ("truncated", "es"):
+    temp = {}
+    for num_steps in (4, 20):
+      config = tiny_config(num_steps=num_steps, batch_size=batch)
+      config.learner.mlp_widths = config.task.encoder.mlp_widths = (8,)  # faster to compile
+      config.meta.estimator = estimator
+      config.meta.truncation_length = 2
+      config.meta.es_num_pairs = 2
+      encoder, learner, state, args = setup(config)
+      args["batch_idx"] = jnp.zeros((num_steps, batch), jnp.int32)
+      grad = meta.make_estimator(encoder, learner, config).grad
+      unroll = {k: v for k, v in args.items() if k != "encoder_batch_stats"}
+      compiled = jax.jit(grad).lower(state["params"], state["batch_stats"], {},
+                                     dict(unroll, window=jnp.int32(0)),
+                                     jax.random.PRNGKey(0)).compile()
+      temp[num_steps] = compiled.memory_analysis().temp_size_in_bytes
+    per_step = (temp[20] - temp[4]) / 16
+    assert per_step < batch * batch * 4 / 8, (estimator, temp)
+
+
 @pytest.mark.parametrize("learner_updates", ["weights", "samples"])
 def test_block_remat_equals_step_remat(learner_updates):
   """Nested checkpointing (blocks of 2 of 5 steps, with a tail) only reorders the work."""
