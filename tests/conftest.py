@@ -1,11 +1,15 @@
 """Test set-up shared by every test module.
 
 Eight simulated CPU devices let the sharding tests compare a sharded computation with the
-unsharded one on a laptop. The flag must be set before JAX is imported anywhere.
+unsharded one on a laptop. The flag must be set before JAX is imported anywhere. It is added
+to any `XLA_FLAGS` already set (e.g. `--xla_cpu_enable_fast_math=false` to check rounding-order
+dependence), not replaced by them.
 """
 import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+if _DEVICE_COUNT_FLAG not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_DEVICE_COUNT_FLAG}=8".strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import flags  # noqa: E402
