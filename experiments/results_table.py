@@ -19,6 +19,8 @@ import os
 import sys
 from typing import Sequence
 
+from task_discovery import seeds
+
 _DISCOVER = (
     ("summary.discovered.mean_as", "discovered AS"),
     ("summary.human.mean_as", "human AS"),
@@ -34,16 +36,6 @@ _ADVERSARIAL = (
 )
 
 
-def _flatten(tree, prefix=""):
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
-
-
 def read_metrics(workdir: str) -> tuple[dict, int]:
   """`{path: {'mean', 'ci95'}}` and the number of seeds, from `WORKDIR/report.json`.
 
@@ -57,8 +49,7 @@ def read_metrics(workdir: str) -> tuple[dict, int]:
     report = json.load(f)
   if "metrics" in report and "seeds" in report:  # the spread over seeds
     return report["metrics"], len(report["seeds"])
-  return {k: {"mean": v, "ci95": None} for k, v in _flatten(report).items()
-          if isinstance(v, (int, float))}, 1
+  return {k: {"mean": v, "ci95": None} for k, v in seeds.numeric_leaves(report).items()}, 1
 
 
 def cell(metrics: dict, path: str) -> str:

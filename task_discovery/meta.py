@@ -216,6 +216,12 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
     return inner_loop.weight_space(learner, optimizer, flat["params"],
                                    flat.get("batch_stats", {}), images, heldout_x, **kwargs)
 
+  def initial_carry(steps, start, reset):
+    """The learners' fresh state, or (`persistent`) `start` where the traced `reset` is false."""
+    if start is None:
+      return steps.carry
+    return jax.tree.map(lambda fresh, kept: jnp.where(reset, fresh, kept), steps.carry, start)
+
   def learner_labels(probs, num_learners):
     """Each learner's soft labels `[..., K, b, C]` from the tasks' `[..., M, B, C]` ('meta': its
     slice of the batch; 'full': all of it)."""
@@ -249,9 +255,7 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
     """`unrolled_loss` with the soft labels made inside the learners' scan (docstring)."""
     num_tasks, num_steps = directions.shape[0], batch_idx.shape[0]
     steps = learners(learner_vars, images, batch_idx, heldout_x, num_tasks)
-    carry0 = steps.carry
-    if start is not None:
-      carry0 = jax.tree.map(lambda fresh, kept: jnp.where(reset, fresh, kept), carry0, start)
+    carry0 = initial_carry(steps, start, reset)
 
     def make_step(theta):
       def step(carry, xs):
@@ -300,9 +304,7 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
     probs = jax.nn.softmax(jax.vmap(lambda e: task_network.task_logits(
         e, directions, task.temperature))(h), -1)  # [T, M, B, C]
     steps = learners(learner_vars, images, batch_idx, heldout_x, num_tasks)
-    carry0 = steps.carry
-    if start is not None:
-      carry0 = jax.tree.map(lambda fresh, kept: jnp.where(reset, fresh, kept), carry0, start)
+    carry0 = initial_carry(steps, start, reset)
     xs = (jnp.arange(num_steps), batch_idx, learner_labels(probs, num_learners))
     carry, inner_loss = inner_loop.scan_steps(steps.step, carry0, xs, remat=inner.remat,
                                               remat_block=remat_block, unroll=unroll)
@@ -403,7 +405,7 @@ def make_meta_step(encoder: models.Model, learner: models.Model, config, *,
   def meta_step(state, data):
     root = jax.random.wrap_key_data(state["key"])
     step = state["step"]
-    unroll_index = step if num_windows == 1 else step // num_windows
+    unroll_index = step // num_windows  # the meta-step itself unless `pes` has windows
     key = jax.random.fold_in(root, unroll_index)
     data_key, init_key, heldout_key = jax.random.split(key, 3)
     task_ids = task_ids_for_step(unroll_index, meta.meta_batch_size, config.task.num_tasks,
