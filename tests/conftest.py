@@ -1,15 +1,23 @@
 """Test set-up shared by every test module.
 
 Eight simulated CPU devices let the sharding tests compare a sharded computation with the
-unsharded one on a laptop. The flag must be set before JAX is imported anywhere. It is added
-to any `XLA_FLAGS` already set (e.g. `--xla_cpu_enable_fast_math=false` to check rounding-order
-dependence), not replaced by them.
+unsharded one on a laptop, and XLA compiles at -O0 (see `xla_flags.py`). The flags must be set
+before JAX is imported anywhere. They are added to any `XLA_FLAGS` already set (e.g.
+`--xla_cpu_enable_fast_math=false` to check rounding-order dependence), not replaced by them.
+
+Under pytest-xdist (`-n 2`, the README's command) tests are spread over processes one by one,
+except that the tests sharing an expensive module-scoped fixture (a finished discovery run, an
+executed notebook) go to one process together, so the fixture is built once.
 """
 import os
 
-_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
-if _DEVICE_COUNT_FLAG not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_DEVICE_COUNT_FLAG}=8".strip()
+import pytest
+
+import xla_flags
+
+os.environ["XLA_FLAGS"] = xla_flags.with_defaults(os.environ.get("XLA_FLAGS", ""),
+                                                  xla_flags.SIMULATED_DEVICES,
+                                                  xla_flags.COMPILE_FAST)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import flags  # noqa: E402
@@ -25,3 +33,13 @@ jax.config.update("jax_compilation_cache_dir",
                   os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "jax"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+# Module-scoped fixtures that run a job or a notebook (seconds each): their tests share a worker.
+SHARED_FIXTURES = ("finished_run", "families", "executed", "workdirs", "trained", "shared_run")
+
+
+def pytest_itemcollected(item):
+  # At collection, before any `pytest_collection_modifyitems` (xdist's reads the marks there).
+  shared = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
+  if shared:  # `--dist loadgroup` keeps a group on one worker; without xdist a mark is inert
+    item.add_marker(pytest.mark.xdist_group(item.module.__name__ + "." + shared[0]))

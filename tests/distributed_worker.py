@@ -6,7 +6,8 @@ Each process has 2 simulated CPU devices; together they form a 4-device mesh.
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +  # the test's compile flags
+                           " --xla_force_host_platform_device_count=2")
 sys.path.insert(0, os.path.dirname(__file__))
 # The package of this checkout, as the pytest process that starts this script imports it (not
 # whichever checkout is installed in the environment).

@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+import xla_flags
+
 nbformat = pytest.importorskip(
     "nbformat", reason="running the notebook needs nbformat: pip install -e '.[test]'")
 nbclient = pytest.importorskip(
@@ -96,7 +98,8 @@ def run_notebook(kernel_dir: str, tmp: str, workdir: str, adversarial_workdir: s
     env.setenv("JUPYTER_PATH", kernel_dir)
     env.setenv("JUPYTER_RUNTIME_DIR", os.path.join(tmp, "runtime"))
     env.setenv("IPYTHONDIR", os.path.join(tmp, "ipython"))
-    env.delenv("XLA_FLAGS", raising=False)  # one CPU device, as in a user's kernel
+    # One CPU device, as in a user's kernel; the suite's compile flags.
+    env.setenv("XLA_FLAGS", xla_flags.without_device_count(os.environ["XLA_FLAGS"]))
     # Working directory: the repository root, where README's commands write runs/.
     client = nbclient.NotebookClient(nb, timeout=300, kernel_name=KERNEL_NAME,
                                      resources={"metadata": {"path": REPO}})
