@@ -206,8 +206,14 @@ def evaluate(config, workdir: str, dataset: datasets.Dataset, labels: np.ndarray
   plots.similarity_heatmap(folded, wd.similarity_folded, "discovered tasks: folded agreement")
   plots.similarity_heatmap(np.clip(ami, 0, 1) * 0.5 + 0.5, wd.similarity_ami,
                            "discovered tasks: 0.5 + AMI / 2")
+  discovered_as = None
+  if config.eval.evaluate_discovered:
+    by_index = {e["index"]: e["agreement"] for e in report["tasks"]
+                if e["family"] == "discovered"}
+    discovered_as = np.asarray([by_index[i] for i in range(len(labels))])
   plots.task_image_sheet(dataset.raw_images(), scores, wd.task_images,
-                         title=f"{dataset.name}: most confident images per side of each task")
+                         title=f"{dataset.name}: the {len(labels)} discovered tasks",
+                         agreement=discovered_as)
   logging.info("similarity: mean folded agreement %.3f, mean AMI %.3f",
                sim["mean_folded_agreement"], sim["mean_adjusted_mutual_information"])
   return report

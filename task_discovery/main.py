@@ -141,8 +141,27 @@ def main(argv):
       logging.warning("--seeds=%s replaces config.seed=%d", _SEEDS.value, _CONFIG.value.seed)
     run_seeds(_CONFIG.value, workdir, seeds, break_lock=_BREAK_LOCK.value)
   else:
-    run_job(_CONFIG.value, workdir, break_lock=_BREAK_LOCK.value)
+    result = run_job(_CONFIG.value, workdir, break_lock=_BREAK_LOCK.value)
   logging.info("done: results in %s", workdir)
+  if not _SEEDS.value and _CONFIG.value.job == "discover" and workdir_lib.Workdir(workdir).writes:
+    print("\n".join(closing_lines(result, _WORKDIR.value)), flush=True)
+
+
+def closing_lines(report: dict, workdir: str) -> list[str]:
+  """What a `discover` run found, where it is, and how to open it: the run's last three lines.
+
+  `workdir` is shown as the user gave it (relative paths stay relative, ready to paste).
+  """
+  summary = report.get("summary", {})
+  families = [f"{family} {summary[family]['mean_as']:.3f} ({summary[family]['num_tasks']} tasks)"
+              for family in ("discovered", "human", "random") if family in summary]
+  wd = workdir_lib.Workdir(workdir)
+  return [
+      "mean agreement score: " + " vs ".join(families),
+      f"figure: {wd.task_images} (and {wd.agreement_histogram}); report: {wd.report}",
+      f"in a notebook: import task_discovery; net = task_discovery.load({workdir!r}); or open "
+      f"experiments/explore_tasks.ipynb with TD_WORKDIR={workdir}",
+  ]
 
 
 if __name__ == "__main__":

@@ -76,19 +76,22 @@ def similarity_heatmap(matrix: np.ndarray, path: str, title: str) -> Figure:
 
 
 def task_image_sheet(raw_images: np.ndarray, scores: np.ndarray, path: str,
-                     per_side: int = 8, title: str = "") -> Figure:
+                     per_side: int = 8, title: str = "",
+                     agreement: np.ndarray | None = None) -> Figure:
   """One row per task: the images with the most negative score (label 0, left) and the most
-  positive score (label 1, right).
+  positive score (label 1, right), with the task's AS in the middle column if given.
 
   Args:
     raw_images: `[N, H, W, C]` images in [0, 1].
     scores: `[num_tasks, N]` projections <w_i, h(x)>; label 1 iff score > 0.
     path: output PNG.
     per_side: images shown per side.
+    title: the figure's title (default: what the two sides are).
+    agreement: `[num_tasks]` AS of each task under the evaluation protocol, or None.
   """
   num_tasks = scores.shape[0]
   cols = 2 * per_side + 1
-  fig, axes = _subplots(num_tasks, cols, figsize=(cols * 0.6, num_tasks * 0.65 + 0.4),
+  fig, axes = _subplots(num_tasks, cols, figsize=(cols * 0.6, num_tasks * 0.65 + 0.55),
                         squeeze=False)
   cmap = "gray" if raw_images.shape[-1] == 1 else None
   for t in range(num_tasks):
@@ -98,11 +101,13 @@ def task_image_sheet(raw_images: np.ndarray, scores: np.ndarray, path: str,
       ax = axes[t, c]
       ax.axis("off")
       if idx is None:
-        ax.text(0.5, 0.5, f"task {t}", ha="center", va="center", fontsize=6)
+        label = f"task {t}" if agreement is None else f"task {t}\nAS {agreement[t]:.3f}"
+        ax.text(0.5, 0.5, label, ha="center", va="center", fontsize=6)
         continue
       img = np.clip(raw_images[idx], 0, 1)
       ax.imshow(img[..., 0] if cmap else img, cmap=cmap, interpolation="nearest")
-  fig.suptitle(title or "label 0 (most confident)  |  label 1 (most confident)", fontsize=8)
+  sides = "class 0: most confident  |  class 1: most confident"
+  fig.suptitle(f"{title}\n{sides}" if title else sides, fontsize=8)
   fig.tight_layout(pad=0.1)
   return _save(fig, path, dpi=100)
 

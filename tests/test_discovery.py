@@ -87,6 +87,17 @@ def test_discover_job_writes_every_output(finished_run):
   assert steps == [1, 2, 3, 4]
 
 
+def test_closing_lines_say_what_was_found_where_it_is_and_how_to_open_it(finished_run):
+  _, workdir, report = finished_run
+  found, where, notebook = main_lib.closing_lines(report, workdir)
+  for family in ("discovered", "human", "random"):
+    s = report["summary"][family]
+    assert f"{family} {s['mean_as']:.3f} ({s['num_tasks']} tasks)" in found
+  paths = [w.rstrip(";)") for w in where.split() if w.startswith(workdir)]
+  assert len(paths) == 3 and all(os.path.getsize(p) > 0 for p in paths), where
+  assert f"task_discovery.load({workdir!r})" in notebook
+
+
 def test_loader_rebuilds_the_task_network_from_the_checkpoint_alone(finished_run):
   config, workdir, _ = finished_run
   network = loader.load(workdir)
