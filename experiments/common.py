@@ -31,6 +31,7 @@ import ml_collections
 from absl import logging
 
 from task_discovery import config as config_lib
+from task_discovery import report as report_lib
 from task_discovery import workdir as workdir_lib
 
 SCALES = ("smoke", "cpu", "gpu")
@@ -170,7 +171,7 @@ def check_same_data(config, workdir: str) -> None:
   path = workdir_lib.Workdir(workdir).config
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} does not exist: {workdir} is not a workdir of this library")
-  diffs = config_lib.differences(read_json(path), config, ignore=("data.data_dir",),
+  diffs = report_lib.differences(read_json(path), config, ignore=("data.data_dir",),
                                  only="data.")
   if diffs:
     raise ValueError(f"{workdir} was run on other data than this config:\n  " + "\n  ".join(diffs)
@@ -219,7 +220,7 @@ def run_job(config, workdir: str, *, reuse: bool = True,
   report = finished(workdir)
   if reuse and report is not None and done(report):
     # Every field counts here, those a resumed run may change as well.
-    diffs = config_lib.differences(read_json(workdir_lib.Workdir(workdir).config), config,
+    diffs = report_lib.differences(read_json(workdir_lib.Workdir(workdir).config), config,
                                    ignore=())
     if diffs:
       raise ValueError(f"{workdir} holds a finished run of another config:\n  "

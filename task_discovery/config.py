@@ -13,8 +13,6 @@ import os
 
 import ml_collections
 
-from task_discovery import workdir as workdir_lib
-
 JOBS = ("discover", "agreement", "adversarial_split")
 ADVERSARIAL_SOURCES = ("discovery", "file", "random_network")
 ESTIMATORS = ("full", "truncated", "es", "pes")
@@ -336,9 +334,3 @@ def validate(c: ml_collections.ConfigDict) -> None:
 def as_json(c: ml_collections.ConfigDict) -> dict:
   """The config as a JSON dict (tuples as lists), as `config.json` and checkpoints hold it."""
   return json.loads(c.to_json_best_effort())
-
-
-def differences(saved: dict, c: ml_collections.ConfigDict, **kwargs) -> list[str]:
-  """`workdir.config_differences` of a saved config (JSON dict) and `c`, with this library's
-  defaults for the fields `saved` predates; `kwargs`: its `ignore` and `only`."""
-  return workdir_lib.config_differences(saved, as_json(c), defaults=as_json(base()), **kwargs)
