@@ -148,7 +148,7 @@ def _setup(spec: dict, unroll: int | None = None, remat: bool | None = None,
   mesh of the config's devices) and the state donated."""
   from task_discovery import discovery
   from task_discovery import models
-  from task_discovery import sharding
+  from task_discovery.run import sharding
   spec = dict(spec, **({} if unroll is None else {"unroll": unroll}),
               **({} if remat is None else {"remat": remat}))
   config = build_config(spec)

@@ -39,7 +39,7 @@ import sys
 from typing import Sequence
 
 from experiments import common
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import workdir as workdir_lib
 
 NAME = "as_families"
 FAMILY_ORDER = ("discovered", "human", "random", "file")
@@ -68,8 +68,8 @@ def summarize(report: dict) -> tuple[dict, str]:
 
 def seed_figures(per_seed: dict, agg: dict, out: str) -> dict:
   """Mean AS of each family over seeds: dots per seed, mean and 95% interval."""
-  from task_discovery import plots
-  from task_discovery import seeds as seeds_lib
+  from task_discovery.run import plots
+  from task_discovery.run import seeds as seeds_lib
   del agg  # the interval is recomputed from the per-seed values
   families = [f for f in FAMILY_ORDER if all(
       (s["families"].get(f) or {}).get("mean_as") is not None for s in per_seed.values())]

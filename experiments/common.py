@@ -31,8 +31,8 @@ import ml_collections
 from absl import logging
 
 from task_discovery import config as config_lib
-from task_discovery import report as report_lib
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import report as report_lib
+from task_discovery.run import workdir as workdir_lib
 
 SCALES = ("smoke", "cpu", "gpu")
 
@@ -330,7 +330,7 @@ def run_over_seeds(main_fn: Callable[[Sequence[str]], dict], argv: Sequence[str]
   Returns:
     `{'seeds', 'confidence', 'metrics', 'per_seed': {seed: summary path}, 'outputs'}`.
   """
-  from task_discovery import seeds as seeds_lib
+  from task_discovery.run import seeds as seeds_lib
   seeds = seeds_lib.parse_seeds(seeds_text)
   per_seed = {s: main_fn(_for_seed(argv, out, s)) for s in seeds}
   agg = seeds_lib.aggregate({s: {k: v for k, v in summary.items() if k != "outputs"}

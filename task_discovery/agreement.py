@@ -24,8 +24,8 @@ import optax
 from task_discovery import inner_loop
 from task_discovery import models
 from task_discovery import optimizers
-from task_discovery import progress as progress_lib
-from task_discovery import sharding
+from task_discovery.run import progress as progress_lib
+from task_discovery.run import sharding
 
 
 # Learner state: a dict `{'params', 'batch_stats', 'opt_state'}`, every leaf with leading axes

@@ -17,21 +17,21 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from task_discovery import checkpoints
+from task_discovery.run import checkpoints
 from task_discovery import datasets
 from task_discovery import evaluation
 from task_discovery import inputs
 from task_discovery import meta
-from task_discovery import metric_writers
+from task_discovery.run import metric_writers
 from task_discovery import models
-from task_discovery import plots
-from task_discovery import progress as progress_lib
-from task_discovery import report as report_lib
-from task_discovery import sharding
+from task_discovery.run import plots
+from task_discovery.run import progress as progress_lib
+from task_discovery.run import report as report_lib
+from task_discovery.run import sharding
 from task_discovery import similarity
 from task_discovery import task_network
 from task_discovery import tasks
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import workdir as workdir_lib
 
 
 class NonFiniteLossError(FloatingPointError):

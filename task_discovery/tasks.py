@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import workdir as workdir_lib
 
 FAMILIES = ("human", "random", "discovered", "file")
 

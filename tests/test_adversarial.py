@@ -18,7 +18,7 @@ from task_discovery import config as config_lib
 from task_discovery import datasets
 from task_discovery import splits as splits_lib
 from task_discovery import tasks
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import workdir as workdir_lib
 
 
 def _corr(a, b):

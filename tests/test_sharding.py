@@ -15,7 +15,7 @@ from task_discovery import datasets
 from task_discovery import discovery
 from task_discovery import meta
 from task_discovery import models
-from task_discovery import sharding
+from task_discovery.run import sharding
 from test_discovery import tiny_config
 
 

@@ -29,8 +29,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from task_discovery import config as config_lib
-from task_discovery import report as report_lib
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import report as report_lib
+from task_discovery.run import workdir as workdir_lib
 
 INTEGRITY_KEY = "integrity"
 # Orbax item names of a checkpoint step: the state pytree and the JSON payload. The payload's item

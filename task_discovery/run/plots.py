@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import workdir as workdir_lib
 
 
 def _subplots(*args, **kwargs):

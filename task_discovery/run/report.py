@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from task_discovery import config as config_lib
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import workdir as workdir_lib
 
 
 def family_entries(family: str, indices, results: dict) -> list[dict]:
