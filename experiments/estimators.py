@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import common
-from task_discovery import datasets
+from task_discovery.data import datasets
 from task_discovery import discovery
 from task_discovery import estimators
 from task_discovery import meta

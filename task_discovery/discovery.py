@@ -18,9 +18,9 @@ import numpy as np
 from absl import logging
 
 from task_discovery.run import checkpoints
-from task_discovery import datasets
+from task_discovery.data import datasets
 from task_discovery import evaluation
-from task_discovery import inputs
+from task_discovery.data import inputs
 from task_discovery import meta
 from task_discovery.run import metric_writers
 from task_discovery import models
@@ -30,7 +30,7 @@ from task_discovery.run import report as report_lib
 from task_discovery.run import sharding
 from task_discovery import similarity
 from task_discovery import task_network
-from task_discovery import tasks
+from task_discovery.data import tasks
 from task_discovery.run import workdir as workdir_lib
 
 

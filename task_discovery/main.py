@@ -20,7 +20,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from task_discovery import config as config_lib
-from task_discovery import inputs
+from task_discovery.data import inputs
 from task_discovery.run import report
 from task_discovery.run import sharding
 from task_discovery.run import workdir as workdir_lib

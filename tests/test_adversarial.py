@@ -15,9 +15,9 @@ import pytest
 
 from task_discovery import adversarial
 from task_discovery import config as config_lib
-from task_discovery import datasets
-from task_discovery import splits as splits_lib
-from task_discovery import tasks
+from task_discovery.data import datasets
+from task_discovery.data import splits as splits_lib
+from task_discovery.data import tasks
 from task_discovery.run import workdir as workdir_lib
 
 

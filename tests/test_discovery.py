@@ -12,14 +12,14 @@ import tensorflow_datasets as tfds
 
 from task_discovery.run import checkpoints
 from task_discovery import config as config_lib
-from task_discovery import datasets
+from task_discovery.data import datasets
 from task_discovery import discovery
 from task_discovery import loader
 from task_discovery import main as main_lib
 from task_discovery import meta
 from task_discovery.run import metric_writers
 from task_discovery import models
-from task_discovery import tasks
+from task_discovery.data import tasks
 
 
 def tiny_config(num_steps=4):

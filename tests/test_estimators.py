@@ -10,7 +10,7 @@ import numpy as np
 
 import numerics
 from task_discovery import config as config_lib
-from task_discovery import datasets
+from task_discovery.data import datasets
 from task_discovery import estimators
 from task_discovery import meta
 from task_discovery import models

@@ -11,7 +11,7 @@ import pytest
 
 from task_discovery import agreement
 from task_discovery import config as config_lib
-from task_discovery import datasets
+from task_discovery.data import datasets
 from task_discovery import discovery
 from task_discovery import meta
 from task_discovery import models

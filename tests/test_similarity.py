@@ -6,7 +6,7 @@ import pytest
 from sklearn import metrics as sk_metrics
 
 from task_discovery import similarity
-from task_discovery import tasks
+from task_discovery.data import tasks
 
 
 @pytest.fixture(scope='module')
