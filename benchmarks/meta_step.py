@@ -171,7 +171,7 @@ def make_data(n_images: int):
 def flop_fit(spec: dict, data, check_unroll: int = 0) -> dict:
   """F(T) = const + per_step * T from cost-only fully unrolled compiles, remat off."""
   import jax
-  from task_discovery import meta
+  from task_discovery.method import meta
   out, t0 = {}, time.perf_counter()
   costs = {}
   for t in (1, 2) + ((check_unroll,) if check_unroll else ()):
@@ -195,7 +195,7 @@ def run_one(spec: dict, fit: dict | None, n_images: int, repeats: int, matmul_si
   """Compiles, times and measures one configuration in this process."""
   import jax
   import numpy as np
-  from task_discovery import meta
+  from task_discovery.method import meta
   from task_discovery import models
   rec = dict(spec)
   rec.pop("optional", None)

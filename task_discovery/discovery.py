@@ -21,14 +21,14 @@ from task_discovery.run import checkpoints
 from task_discovery.data import datasets
 from task_discovery import evaluation
 from task_discovery.data import inputs
-from task_discovery import meta
+from task_discovery.method import meta
 from task_discovery.run import metric_writers
 from task_discovery import models
 from task_discovery.run import plots
 from task_discovery.run import progress as progress_lib
 from task_discovery.run import report as report_lib
 from task_discovery.run import sharding
-from task_discovery import similarity
+from task_discovery.method import similarity
 from task_discovery import task_network
 from task_discovery.data import tasks
 from task_discovery.run import workdir as workdir_lib

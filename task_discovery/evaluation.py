@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from task_discovery import agreement
+from task_discovery.method import agreement
 from task_discovery.data import datasets
 from task_discovery.data import inputs
 from task_discovery import models

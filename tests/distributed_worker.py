@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 
 from task_discovery.data import datasets  # noqa: E402
 from task_discovery import discovery  # noqa: E402
-from task_discovery import meta  # noqa: E402
+from task_discovery.method import meta  # noqa: E402
 from task_discovery import models  # noqa: E402
 from task_discovery.run import sharding  # noqa: E402
 import test_discovery  # noqa: E402

@@ -7,7 +7,7 @@ import pytest
 
 import numerics
 from task_discovery import config as config_lib
-from task_discovery import meta
+from task_discovery.method import meta
 from task_discovery import models
 from task_discovery import task_network
 

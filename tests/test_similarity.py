@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk_metrics
 
-from task_discovery import similarity
+from task_discovery.method import similarity
 from task_discovery.data import tasks
 
 

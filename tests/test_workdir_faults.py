@@ -31,7 +31,7 @@ from task_discovery.data import datasets
 from task_discovery import discovery
 from task_discovery.data import inputs
 from task_discovery import main as main_lib
-from task_discovery import meta
+from task_discovery.method import meta
 from task_discovery.run import metric_writers
 from task_discovery import models
 from task_discovery.run import report as report_lib

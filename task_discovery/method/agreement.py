@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from task_discovery import inner_loop
+from task_discovery.method import inner_loop
 from task_discovery import models
-from task_discovery import optimizers
+from task_discovery.method import optimizers
 from task_discovery.run import progress as progress_lib
 from task_discovery.run import sharding
 

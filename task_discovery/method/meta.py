@@ -21,11 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from task_discovery import agreement
-from task_discovery import estimators
-from task_discovery import inner_loop
+from task_discovery.method import agreement
+from task_discovery.method import estimators
+from task_discovery.method import inner_loop
 from task_discovery import models
-from task_discovery import optimizers
+from task_discovery.method import optimizers
 from task_discovery import task_network
 
 

@@ -53,9 +53,9 @@ import jax
 import jax.numpy as jnp
 
 from task_discovery import config as config_lib
-from task_discovery import inner_loop
+from task_discovery.method import inner_loop
 from task_discovery import models
-from task_discovery import optimizers
+from task_discovery.method import optimizers
 
 ESTIMATORS = config_lib.ESTIMATORS
 
