@@ -22,7 +22,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from task_discovery import config as config_lib  # noqa: E402
-from task_discovery import discovery  # noqa: E402
+from task_discovery.jobs import discovery  # noqa: E402
 from task_discovery.method import meta  # noqa: E402
 from task_discovery import models  # noqa: E402
 from task_discovery.run import sharding  # noqa: E402

@@ -146,7 +146,7 @@ def _setup(spec: dict, unroll: int | None = None, remat: bool | None = None,
 
   The step is `discovery.jit_meta_step`, what `discovery.train` runs: the same shardings (a
   mesh of the config's devices) and the state donated."""
-  from task_discovery import discovery
+  from task_discovery.jobs import discovery
   from task_discovery import models
   from task_discovery.run import sharding
   spec = dict(spec, **({} if unroll is None else {"unroll": unroll}),

@@ -76,7 +76,7 @@ def _config(spec: dict):
 def _build(c, n_images: int, abstract: bool):
   import jax
   import jax.numpy as jnp
-  from task_discovery import discovery, meta, models, sharding
+  from task_discovery.jobs import discovery, meta, models, sharding
   shape = (32, 32, 3)
   encoder, learner = models.build_models(c, shape)
   mesh = sharding.make_mesh(1)

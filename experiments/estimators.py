@@ -39,7 +39,7 @@ import numpy as np
 
 from experiments import common
 from task_discovery.data import datasets
-from task_discovery import discovery
+from task_discovery.jobs import discovery
 from task_discovery.method import estimators
 from task_discovery.method import meta
 from task_discovery import models

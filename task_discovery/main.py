@@ -99,13 +99,13 @@ def run_seeds(config, workdir: str, seeds, *, break_lock: bool = False) -> dict:
 
 def _run(config, workdir: str):
   if config.job == "agreement":
-    from task_discovery import evaluation
+    from task_discovery.jobs import evaluation
     return evaluation.run(config, workdir)
   if config.job == "discover":
-    from task_discovery import discovery
+    from task_discovery.jobs import discovery
     return discovery.train_and_evaluate(config, workdir)
   if config.job == "adversarial_split":
-    from task_discovery import adversarial
+    from task_discovery.jobs import adversarial
     return adversarial.run(config, workdir)
   raise ValueError(f"unknown job {config.job!r}")  # validate() already rejects it
 

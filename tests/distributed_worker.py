@@ -16,7 +16,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from task_discovery.data import datasets  # noqa: E402
-from task_discovery import discovery  # noqa: E402
+from task_discovery.jobs import discovery  # noqa: E402
 from task_discovery.method import meta  # noqa: E402
 from task_discovery import models  # noqa: E402
 from task_discovery.run import sharding  # noqa: E402

@@ -16,7 +16,7 @@ import pytest
 from task_discovery.method import agreement
 from task_discovery import config as config_lib
 from task_discovery.data import datasets
-from task_discovery import evaluation
+from task_discovery.jobs import evaluation
 from task_discovery import models
 from task_discovery.method import optimizers
 from task_discovery.data import tasks

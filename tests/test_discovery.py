@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 from task_discovery.run import checkpoints
 from task_discovery import config as config_lib
 from task_discovery.data import datasets
-from task_discovery import discovery
+from task_discovery.jobs import discovery
 from task_discovery import loader
 from task_discovery import main as main_lib
 from task_discovery.method import meta

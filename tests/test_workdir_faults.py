@@ -28,7 +28,7 @@ from ml_collections import config_flags
 import task_discovery
 from task_discovery.run import checkpoints
 from task_discovery.data import datasets
-from task_discovery import discovery
+from task_discovery.jobs import discovery
 from task_discovery.data import inputs
 from task_discovery import main as main_lib
 from task_discovery.method import meta

@@ -19,7 +19,7 @@ from absl import logging
 
 from task_discovery.run import checkpoints
 from task_discovery.data import datasets
-from task_discovery import evaluation
+from task_discovery.jobs import evaluation
 from task_discovery.data import inputs
 from task_discovery.method import meta
 from task_discovery.run import metric_writers
