@@ -19,7 +19,7 @@ import numpy as np
 from task_discovery.run import checkpoints
 from task_discovery.method import meta
 from task_discovery import models
-from task_discovery import task_network
+from task_discovery.models import task_network
 from task_discovery.run import workdir as workdir_lib
 
 

@@ -29,7 +29,7 @@ from task_discovery.run import progress as progress_lib
 from task_discovery.run import report as report_lib
 from task_discovery.run import sharding
 from task_discovery.method import similarity
-from task_discovery import task_network
+from task_discovery.models import task_network
 from task_discovery.data import tasks
 from task_discovery.run import workdir as workdir_lib
 

@@ -26,7 +26,7 @@ from task_discovery.method import estimators
 from task_discovery.method import inner_loop
 from task_discovery import models
 from task_discovery.method import optimizers
-from task_discovery import task_network
+from task_discovery.models import task_network
 
 
 def symmetric_agreement_loss(logits: jax.Array) -> jax.Array:
