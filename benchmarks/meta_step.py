@@ -146,8 +146,8 @@ def _setup(spec: dict, unroll: int | None = None, remat: bool | None = None,
 
   The step is `discovery.jit_meta_step`, what `discovery.train` runs: the same shardings (a
   mesh of the config's devices) and the state donated."""
-  from task_discovery.jobs import discovery
   from task_discovery import models
+  from task_discovery.jobs import discovery
   from task_discovery.run import sharding
   spec = dict(spec, **({} if unroll is None else {"unroll": unroll}),
               **({} if remat is None else {"remat": remat}))
@@ -195,8 +195,8 @@ def run_one(spec: dict, fit: dict | None, n_images: int, repeats: int, matmul_si
   """Compiles, times and measures one configuration in this process."""
   import jax
   import numpy as np
-  from task_discovery.method import meta
   from task_discovery import models
+  from task_discovery.method import meta
   rec = dict(spec)
   rec.pop("optional", None)
   rec["loadavg_before"] = list(os.getloadavg())

@@ -9,12 +9,12 @@ import jax
 import numpy as np
 import pytest
 
-from task_discovery.method import agreement
 from task_discovery import config as config_lib
+from task_discovery import models
 from task_discovery.data import datasets
 from task_discovery.jobs import discovery
+from task_discovery.method import agreement
 from task_discovery.method import meta
-from task_discovery import models
 from task_discovery.run import sharding
 from test_discovery import tiny_config
 

@@ -26,16 +26,16 @@ from absl import flags
 from ml_collections import config_flags
 
 import task_discovery
-from task_discovery.run import checkpoints
-from task_discovery.data import datasets
-from task_discovery.jobs import discovery
-from task_discovery.data import inputs
 from task_discovery import main as main_lib
-from task_discovery.method import meta
-from task_discovery.run import metric_writers
 from task_discovery import models
-from task_discovery.run import report as report_lib
+from task_discovery.data import datasets
+from task_discovery.data import inputs
 from task_discovery.data import tasks
+from task_discovery.jobs import discovery
+from task_discovery.method import meta
+from task_discovery.run import checkpoints
+from task_discovery.run import metric_writers
+from task_discovery.run import report as report_lib
 from task_discovery.run import workdir as workdir_lib
 from test_discovery import poison_meta_step
 from test_discovery import tiny_config
