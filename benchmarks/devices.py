@@ -22,10 +22,10 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from task_discovery import config as config_lib  # noqa: E402
-from task_discovery import discovery  # noqa: E402
-from task_discovery import meta  # noqa: E402
 from task_discovery import models  # noqa: E402
-from task_discovery import sharding  # noqa: E402
+from task_discovery.jobs import discovery  # noqa: E402
+from task_discovery.method import meta  # noqa: E402
+from task_discovery.run import sharding  # noqa: E402
 
 _DEVICES = flags.DEFINE_list("devices", ["1", "2", "4", "8"], "Mesh sizes to time.")
 _META_BATCH = flags.DEFINE_integer("meta_batch_size", 8, "Tasks per meta-step.")

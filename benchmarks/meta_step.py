@@ -146,9 +146,9 @@ def _setup(spec: dict, unroll: int | None = None, remat: bool | None = None,
 
   The step is `discovery.jit_meta_step`, what `discovery.train` runs: the same shardings (a
   mesh of the config's devices) and the state donated."""
-  from task_discovery import discovery
   from task_discovery import models
-  from task_discovery import sharding
+  from task_discovery.jobs import discovery
+  from task_discovery.run import sharding
   spec = dict(spec, **({} if unroll is None else {"unroll": unroll}),
               **({} if remat is None else {"remat": remat}))
   config = build_config(spec)
@@ -171,7 +171,7 @@ def make_data(n_images: int):
 def flop_fit(spec: dict, data, check_unroll: int = 0) -> dict:
   """F(T) = const + per_step * T from cost-only fully unrolled compiles, remat off."""
   import jax
-  from task_discovery import meta
+  from task_discovery.method import meta
   out, t0 = {}, time.perf_counter()
   costs = {}
   for t in (1, 2) + ((check_unroll,) if check_unroll else ()):
@@ -195,8 +195,8 @@ def run_one(spec: dict, fit: dict | None, n_images: int, repeats: int, matmul_si
   """Compiles, times and measures one configuration in this process."""
   import jax
   import numpy as np
-  from task_discovery import meta
   from task_discovery import models
+  from task_discovery.method import meta
   rec = dict(spec)
   rec.pop("optional", None)
   rec["loadavg_before"] = list(os.getloadavg())

@@ -76,7 +76,10 @@ def _config(spec: dict):
 def _build(c, n_images: int, abstract: bool):
   import jax
   import jax.numpy as jnp
-  from task_discovery import discovery, meta, models, sharding
+  from task_discovery import models
+  from task_discovery.jobs import discovery
+  from task_discovery.method import meta
+  from task_discovery.run import sharding
   shape = (32, 32, 3)
   encoder, learner = models.build_models(c, shape)
   mesh = sharding.make_mesh(1)

@@ -13,7 +13,7 @@ tasks, one split per pair (no mirror), CIFAR ResNet-18 learners trained with Ada
 100 epochs, no augmentation, and the 10-way labels on the same splits. This uses the first 8
 tasks of a d = 32 run (with a d = 8 run, `--config.adversarial.discovered_tasks='()'` takes all).
 Splits cover all 50k training images (every split's parts subsampled to the run's smallest, see
-task_discovery/adversarial.py).
+task_discovery/data/splits.py).
 
 Expected (the paper's finding): test accuracy on adversarial splits far below that on random
 splits of the same sizes, for the binary targets and the 10-way labels alike.

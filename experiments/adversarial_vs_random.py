@@ -52,7 +52,7 @@ from typing import Sequence
 import numpy as np
 
 from experiments import common
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import workdir as workdir_lib
 
 NAME = "adversarial_vs_random"
 SOURCES = ("discovery", "random_network", "file")
@@ -91,7 +91,7 @@ def source_rows(source: str, section: dict) -> list[list]:
 
 def seed_figures(per_seed: dict, agg: dict, out: str) -> dict:
   """Mean test accuracies per split source over seeds, each bar with its 95% interval."""
-  from task_discovery import plots
+  from task_discovery.run import plots
   sources = list(next(iter(per_seed.values()))["runs"])
   series, intervals = {}, {}
   for key in METRICS:
@@ -152,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     figures[source] = common.collect(workdir_lib.Workdir(workdir).adversarial_plot,
                                      os.path.join(args.out, f"adversarial_accuracy_{source}.png"))
 
-  from task_discovery import plots
+  from task_discovery.run import plots
   figure = os.path.join(args.out, NAME + ".png")
   series = {}
   for key in METRICS:

@@ -39,7 +39,7 @@ import sys
 from typing import Sequence
 
 from experiments import common
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import workdir as workdir_lib
 
 NAME = "as_families"
 FAMILY_ORDER = ("discovered", "human", "random", "file")
@@ -68,14 +68,16 @@ def summarize(report: dict) -> tuple[dict, str]:
 
 def seed_figures(per_seed: dict, agg: dict, out: str) -> dict:
   """Mean AS of each family over seeds: dots per seed, mean and 95% interval."""
-  from task_discovery import plots
-  del agg  # the figure recomputes the interval from the per-seed values
+  from task_discovery.run import plots
+  from task_discovery.run import seeds as seeds_lib
+  del agg  # the interval is recomputed from the per-seed values
   families = [f for f in FAMILY_ORDER if all(
       (s["families"].get(f) or {}).get("mean_as") is not None for s in per_seed.values())]
   path = os.path.join(out, "agreement_over_seeds.png")
+  per_family = {f: [s["families"][f]["mean_as"] for s in per_seed.values()] for f in families}
   plots.agreement_over_seeds(
-      {f: [s["families"][f]["mean_as"] for s in per_seed.values()] for f in families}, path,
-      seeds=list(per_seed))
+      per_family, path, seeds=list(per_seed),
+      intervals={f: seeds_lib.spread(v)["ci95"] for f, v in per_family.items()})
   return {"agreement_over_seeds": path}
 
 

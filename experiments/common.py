@@ -31,7 +31,8 @@ import ml_collections
 from absl import logging
 
 from task_discovery import config as config_lib
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import report as report_lib
+from task_discovery.run import workdir as workdir_lib
 
 SCALES = ("smoke", "cpu", "gpu")
 
@@ -170,7 +171,7 @@ def check_same_data(config, workdir: str) -> None:
   path = workdir_lib.Workdir(workdir).config
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} does not exist: {workdir} is not a workdir of this library")
-  diffs = config_lib.differences(read_json(path), config, ignore=("data.data_dir",),
+  diffs = report_lib.differences(read_json(path), config, ignore=("data.data_dir",),
                                  only="data.")
   if diffs:
     raise ValueError(f"{workdir} was run on other data than this config:\n  " + "\n  ".join(diffs)
@@ -219,7 +220,7 @@ def run_job(config, workdir: str, *, reuse: bool = True,
   report = finished(workdir)
   if reuse and report is not None and done(report):
     # Every field counts here, those a resumed run may change as well.
-    diffs = config_lib.differences(read_json(workdir_lib.Workdir(workdir).config), config,
+    diffs = report_lib.differences(read_json(workdir_lib.Workdir(workdir).config), config,
                                    ignore=())
     if diffs:
       raise ValueError(f"{workdir} holds a finished run of another config:\n  "
@@ -329,7 +330,7 @@ def run_over_seeds(main_fn: Callable[[Sequence[str]], dict], argv: Sequence[str]
   Returns:
     `{'seeds', 'confidence', 'metrics', 'per_seed': {seed: summary path}, 'outputs'}`.
   """
-  from task_discovery import seeds as seeds_lib
+  from task_discovery.run import seeds as seeds_lib
   seeds = seeds_lib.parse_seeds(seeds_text)
   per_seed = {s: main_fn(_for_seed(argv, out, s)) for s in seeds}
   agg = seeds_lib.aggregate({s: {k: v for k, v in summary.items() if k != "outputs"}

@@ -58,7 +58,7 @@ import sys
 from typing import Sequence
 
 from experiments import common
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import workdir as workdir_lib
 
 NAME = "cross_architecture"
 ARCHS = ("mlp", "cnn", "resnet18", "vit")
@@ -111,7 +111,7 @@ def parse_source(text: str) -> tuple[str, str]:
 
 def seed_figures(per_seed: dict, agg: dict, out: str) -> dict:
   """Mean AS per evaluation architecture over seeds, each bar with its 95% interval."""
-  from task_discovery import plots
+  from task_discovery.run import plots
   first = next(iter(per_seed.values()))
   eval_archs = first["eval_archs"]
   keys = {f"discovered with {label}": f"mean_as.{label}" for label in first["mean_as"]}
@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   rows += [[f"{family} (baseline)"] + [base[family].get(a) for a in eval_archs]
            for family in base if base[family]]
   table = common.markdown_table(["tasks \\ evaluated with"] + list(eval_archs), rows)
-  from task_discovery import plots
+  from task_discovery.run import plots
   figure = os.path.join(args.out, NAME + ".png")
   series = {f"discovered with {label}": [mean_as[label][a] for a in eval_archs]
             for label in sources}

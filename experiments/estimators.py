@@ -38,11 +38,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import common
-from task_discovery import datasets
-from task_discovery import discovery
-from task_discovery import estimators
-from task_discovery import meta
 from task_discovery import models
+from task_discovery.data import datasets
+from task_discovery.jobs import discovery
+from task_discovery.method import estimators
+from task_discovery.method import meta
 
 
 def _config(base, **fields):

@@ -19,7 +19,7 @@ import os
 import sys
 from typing import Sequence
 
-from task_discovery import seeds
+from task_discovery.run import seeds
 
 _DISCOVER = (
     ("summary.discovered.mean_as", "discovered AS"),

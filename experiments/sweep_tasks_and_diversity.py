@@ -87,7 +87,7 @@ def row(num_tasks: int, coef: float, report: dict) -> dict:
 
 
 def plot(rows: list[dict], path: str, title: str) -> None:
-  from task_discovery import plots  # noqa: F401  (selects matplotlib's headless backend)
+  from task_discovery.run import plots  # noqa: F401  (selects matplotlib's headless backend)
   import matplotlib.pyplot as plt
   fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
   for d in sorted({r["num_tasks"] for r in rows}):
@@ -114,7 +114,7 @@ def plot(rows: list[dict], path: str, title: str) -> None:
 
 def seed_figures(per_seed: dict, agg: dict, out: str) -> dict:
   """Mean AS of the discovered tasks per grid point over seeds, with 95% intervals."""
-  from task_discovery import plots
+  from task_discovery.run import plots
   rows = next(iter(per_seed.values()))["rows"]
   groups = [point_name(r["num_tasks"], r["diversity_coef"]) for r in rows]
   series, intervals = {}, {}

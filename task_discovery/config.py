@@ -3,6 +3,9 @@
 Config files under `configs/` start from `base()` and override what their dataset and scale need.
 Values derived from several fields (e.g. the number of human tasks of a dataset) are computed in
 code where they are used, never here, so a command-line override can not leave them stale.
+
+This module imports nothing of the library: it is the lowest layer, read by all the others
+(docs/architecture.md). Comparing a config with a saved one is `run.report.differences`.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ import json
 import os
 
 import ml_collections
-
-from task_discovery import workdir as workdir_lib
 
 JOBS = ("discover", "agreement", "adversarial_split")
 ADVERSARIAL_SOURCES = ("discovery", "file", "random_network")
@@ -133,7 +134,7 @@ def base() -> ml_collections.ConfigDict:
       # How SGD learners keep their input layer: 'weights' (the kernel), 'samples' (the Gram
       # matrix of the unroll's inputs and the per-step deltas: same SGD, a fraction of the
       # FLOPs while T * batch per learner is below the input size; MLP learners and sgd only),
-      # 'auto' (samples where that holds). See inner_loop.py.
+      # 'auto' (samples where that holds). See method/inner_loop.py.
       learner_updates="auto",
       # > 0: also checkpoint blocks of this many steps (nested remat): memory ~ T/K + K learner
       # carries instead of T, for one more forward of the unroll (benchmarks/README.md).
@@ -153,7 +154,7 @@ def base() -> ml_collections.ConfigDict:
       task_order="shuffled",
       optimizer="adam",                # optimiser of the encoder
       learning_rate=1e-3,
-      # Meta-gradient (estimators.py; README "Choosing an estimator"): 'full' backprop |
+      # Meta-gradient (method/estimators.py; README "Choosing an estimator"): 'full' backprop |
       # 'truncated' (backprop through the last K inner steps only) | 'es' (antithetic
       # evolution strategies on whole unrolls, forward only) | 'pes' (persistent ES: each
       # meta-step advances the learners K steps, unrolls of T steps span T / K meta-steps)
@@ -198,7 +199,7 @@ def base() -> ml_collections.ConfigDict:
   # Adversarial train/test splits (SPEC section 7), job='adversarial_split': for a target task
   # tau and a discovered task tau_d, train = {tau != tau_d}, test = {tau == tau_d}, over all images
   # of the dataset; learners follow the `eval` protocol and are compared with random splits of the
-  # same sizes. See `adversarial.py` for the policy on unequal split sizes.
+  # same sizes. See `data/splits.py` for the policy on unequal split sizes.
   c.adversarial = ml_collections.ConfigDict(dict(
       source="discovery",              # tau_d from: 'discovery' | 'file' | 'random_network'
       discovery_workdir="",            # source='discovery': workdir of a job='discover' run made
@@ -336,9 +337,3 @@ def validate(c: ml_collections.ConfigDict) -> None:
 def as_json(c: ml_collections.ConfigDict) -> dict:
   """The config as a JSON dict (tuples as lists), as `config.json` and checkpoints hold it."""
   return json.loads(c.to_json_best_effort())
-
-
-def differences(saved: dict, c: ml_collections.ConfigDict, **kwargs) -> list[str]:
-  """`workdir.config_differences` of a saved config (JSON dict) and `c`, with this library's
-  defaults for the fields `saved` predates; `kwargs`: its `ignore` and `only`."""
-  return workdir_lib.config_differences(saved, as_json(c), defaults=as_json(base()), **kwargs)

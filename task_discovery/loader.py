@@ -16,11 +16,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from task_discovery import checkpoints
-from task_discovery import meta
 from task_discovery import models
-from task_discovery import task_network
-from task_discovery import workdir as workdir_lib
+from task_discovery.method import meta
+from task_discovery.models import task_network
+from task_discovery.run import checkpoints
+from task_discovery.run import workdir as workdir_lib
 
 
 @dataclasses.dataclass

@@ -20,10 +20,10 @@ from absl import logging
 from ml_collections import config_flags
 
 from task_discovery import config as config_lib
-from task_discovery import inputs
-from task_discovery import report
-from task_discovery import sharding
-from task_discovery import workdir as workdir_lib
+from task_discovery.data import inputs
+from task_discovery.run import report
+from task_discovery.run import sharding
+from task_discovery.run import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file, e.g. configs/digits.py (optionally file.py:arg).",
@@ -88,7 +88,7 @@ def run_job(config, workdir: str, *, break_lock: bool = False):
 def run_seeds(config, workdir: str, seeds, *, break_lock: bool = False) -> dict:
   """`run_job` once per seed in `WORKDIR/seed_S/`, then the spread over seeds (`seeds.run_seeds`)
   in `WORKDIR/report.json`, printed as a summary. A rerun resumes or reuses each seed's run."""
-  from task_discovery import seeds as seeds_lib
+  from task_discovery.run import seeds as seeds_lib
   config_lib.validate(config)
   agg = seeds_lib.run_seeds(config, workdir, seeds,
                             lambda c, w: run_job(c, w, break_lock=break_lock))
@@ -99,13 +99,13 @@ def run_seeds(config, workdir: str, seeds, *, break_lock: bool = False) -> dict:
 
 def _run(config, workdir: str):
   if config.job == "agreement":
-    from task_discovery import evaluation
+    from task_discovery.jobs import evaluation
     return evaluation.run(config, workdir)
   if config.job == "discover":
-    from task_discovery import discovery
+    from task_discovery.jobs import discovery
     return discovery.train_and_evaluate(config, workdir)
   if config.job == "adversarial_split":
-    from task_discovery import adversarial
+    from task_discovery.jobs import adversarial
     return adversarial.run(config, workdir)
   raise ValueError(f"unknown job {config.job!r}")  # validate() already rejects it
 
@@ -135,7 +135,7 @@ def main(argv):
   workdir = os.path.abspath(_WORKDIR.value)
   logging.info("job=%s workdir=%s", _CONFIG.value.job, workdir)
   if _SEEDS.value:
-    from task_discovery import seeds as seeds_lib
+    from task_discovery.run import seeds as seeds_lib
     seeds = seeds_lib.parse_seeds(_SEEDS.value)
     if _CONFIG.value.seed != config_lib.base().seed:
       logging.warning("--seeds=%s replaces config.seed=%d", _SEEDS.value, _CONFIG.value.seed)

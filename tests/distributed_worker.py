@@ -16,11 +16,11 @@ sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from task_discovery import datasets  # noqa: E402
-from task_discovery import discovery  # noqa: E402
-from task_discovery import meta  # noqa: E402
 from task_discovery import models  # noqa: E402
-from task_discovery import sharding  # noqa: E402
+from task_discovery.data import datasets  # noqa: E402
+from task_discovery.jobs import discovery  # noqa: E402
+from task_discovery.method import meta  # noqa: E402
+from task_discovery.run import sharding  # noqa: E402
 import test_discovery  # noqa: E402
 
 

@@ -13,12 +13,12 @@ import jax
 import numpy as np
 import pytest
 
-from task_discovery import adversarial
 from task_discovery import config as config_lib
-from task_discovery import datasets
-from task_discovery import splits as splits_lib
-from task_discovery import tasks
-from task_discovery import workdir as workdir_lib
+from task_discovery.data import datasets
+from task_discovery.data import splits as splits_lib
+from task_discovery.data import tasks
+from task_discovery.jobs import adversarial
+from task_discovery.run import workdir as workdir_lib
 
 
 def _corr(a, b):

@@ -13,13 +13,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from task_discovery import agreement
 from task_discovery import config as config_lib
-from task_discovery import datasets
-from task_discovery import evaluation
 from task_discovery import models
-from task_discovery import optimizers
-from task_discovery import tasks
+from task_discovery.data import datasets
+from task_discovery.data import tasks
+from task_discovery.jobs import evaluation
+from task_discovery.method import agreement
+from task_discovery.method import optimizers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FASHION_DIR = '/usr/share/datasets/fashion-mnist'

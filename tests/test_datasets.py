@@ -10,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 from sklearn.datasets import load_digits
 
-from task_discovery import datasets
+from task_discovery.data import datasets
 
 FASHION_DIR = '/usr/share/datasets/fashion-mnist'
 

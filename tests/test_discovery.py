@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from task_discovery import checkpoints
 from task_discovery import config as config_lib
-from task_discovery import datasets
-from task_discovery import discovery
 from task_discovery import loader
 from task_discovery import main as main_lib
-from task_discovery import meta
-from task_discovery import metric_writers
 from task_discovery import models
-from task_discovery import tasks
+from task_discovery.data import datasets
+from task_discovery.data import tasks
+from task_discovery.jobs import discovery
+from task_discovery.method import meta
+from task_discovery.run import checkpoints
+from task_discovery.run import metric_writers
 
 
 def tiny_config(num_steps=4):

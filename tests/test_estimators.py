@@ -10,10 +10,10 @@ import numpy as np
 
 import numerics
 from task_discovery import config as config_lib
-from task_discovery import datasets
-from task_discovery import estimators
-from task_discovery import meta
 from task_discovery import models
+from task_discovery.data import datasets
+from task_discovery.method import estimators
+from task_discovery.method import meta
 
 INPUT_SHAPE = (2, 2, 1)  # 4 pixels: few task-network parameters, so ES averages quickly
 

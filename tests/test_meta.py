@@ -7,9 +7,9 @@ import pytest
 
 import numerics
 from task_discovery import config as config_lib
-from task_discovery import meta
 from task_discovery import models
-from task_discovery import task_network
+from task_discovery.method import meta
+from task_discovery.models import task_network
 
 INPUT_SHAPE = (8, 8, 1)
 

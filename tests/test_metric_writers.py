@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from task_discovery import metric_writers
+from task_discovery.run import metric_writers
 
 
 def test_scalars_flattens_as_documented():

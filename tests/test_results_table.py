@@ -5,7 +5,7 @@ import json
 import pytest
 
 from experiments import results_table
-from task_discovery import seeds
+from task_discovery.run import seeds
 
 
 def _write(path, report):

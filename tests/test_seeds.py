@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from task_discovery import seeds
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import seeds
+from task_discovery.run import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Student-t quantiles t_{0.975, k} from a table (k degrees of freedom).

@@ -11,13 +11,13 @@ import pytest
 
 import xla_flags
 
-from task_discovery import agreement
 from task_discovery import config as config_lib
-from task_discovery import datasets
-from task_discovery import discovery
-from task_discovery import meta
 from task_discovery import models
-from task_discovery import sharding
+from task_discovery.data import datasets
+from task_discovery.jobs import discovery
+from task_discovery.method import agreement
+from task_discovery.method import meta
+from task_discovery.run import sharding
 from test_discovery import tiny_config
 
 

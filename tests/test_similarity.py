@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk_metrics
 
-from task_discovery import similarity
-from task_discovery import tasks
+from task_discovery.data import tasks
+from task_discovery.method import similarity
 
 
 @pytest.fixture(scope='module')

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from task_discovery import tasks
+from task_discovery.data import tasks
 
 # ------------------------------------------------------------------------------- human subsets
 

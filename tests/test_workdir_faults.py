@@ -26,17 +26,17 @@ from absl import flags
 from ml_collections import config_flags
 
 import task_discovery
-from task_discovery import checkpoints
-from task_discovery import datasets
-from task_discovery import discovery
-from task_discovery import inputs
 from task_discovery import main as main_lib
-from task_discovery import meta
-from task_discovery import metric_writers
 from task_discovery import models
-from task_discovery import report as report_lib
-from task_discovery import tasks
-from task_discovery import workdir as workdir_lib
+from task_discovery.data import datasets
+from task_discovery.data import inputs
+from task_discovery.data import tasks
+from task_discovery.jobs import discovery
+from task_discovery.method import meta
+from task_discovery.run import checkpoints
+from task_discovery.run import metric_writers
+from task_discovery.run import report as report_lib
+from task_discovery.run import workdir as workdir_lib
 from test_discovery import poison_meta_step
 from test_discovery import tiny_config
 from test_discovery import train_only
@@ -226,7 +226,7 @@ def test_load_of_a_missing_workdir_or_step_creates_nothing(tmp_path, workdir):
 def hold_lock_in_child(workdir):
   child = subprocess.Popen(
       [sys.executable, "-c",
-       "import sys, time\nfrom task_discovery import workdir as w\n"
+       "import sys, time\nfrom task_discovery.run import workdir as w\n"
        "w.acquire_lock(sys.argv[1]); print('held', flush=True); time.sleep(120)", workdir],
       stdout=subprocess.PIPE, text=True)
   assert child.stdout.readline().strip() == "held"

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from task_discovery import models
+from task_discovery.models import interface
 
 
 def haar_directions(num_tasks: int, seed: int) -> np.ndarray:
@@ -50,7 +50,7 @@ def hard_labels(scores: jax.Array) -> jax.Array:
   return (scores > 0).astype(jnp.int32)
 
 
-def make_labeler(encoder: models.Model, *, batch_size: int = 1024) -> Callable:
+def make_labeler(encoder: interface.Model, *, batch_size: int = 1024) -> Callable:
   """`label(params, batch_stats, directions, images) -> scores [d, N]` with the encoder in eval
   mode (running statistics), in chunks of `batch_size` images. Hard labels are
   `hard_labels(scores)`. The one way this library labels images with a task network: the
@@ -62,8 +62,8 @@ def make_labeler(encoder: models.Model, *, batch_size: int = 1024) -> Callable:
     return task_scores(h, directions)
 
   def label(params, batch_stats, directions, images):
-    return models.apply_in_chunks(lambda x: scores_of(params, batch_stats, directions, x),
-                                  images, batch_size=batch_size, axis=-1)
+    return interface.apply_in_chunks(lambda x: scores_of(params, batch_stats, directions, x),
+                                     images, batch_size=batch_size, axis=-1)
 
   return label
 

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import workdir as workdir_lib
 
 
 def scalars(metrics: dict) -> dict[str, float]:

@@ -21,11 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from task_discovery import inner_loop
 from task_discovery import models
-from task_discovery import optimizers
-from task_discovery import progress as progress_lib
-from task_discovery import sharding
+from task_discovery.method import inner_loop
+from task_discovery.method import optimizers
+from task_discovery.run import progress as progress_lib
+from task_discovery.run import sharding
 
 
 # Learner state: a dict `{'params', 'batch_stats', 'opt_state'}`, every leaf with leading axes
@@ -118,6 +118,20 @@ def make_predict(model: models.Model, *, batch_size: int) -> Callable:
   return predict
 
 
+def _heldout_predictions(predict: Callable, state: LearnerState, images, chunk_labels,
+                         chunk_heldout: np.ndarray) -> tuple[jax.Array, jax.Array]:
+  """`(predictions [t, L, m], targets [t, 1, m])` of a chunk's learners on its held-out images:
+  `chunk_heldout` is `[m]` (shared by the chunk's tasks) or `[t, m]`."""
+  if chunk_heldout.ndim == 1:
+    preds = predict(state["params"], state["batch_stats"], images[chunk_heldout])  # [t, L, m]
+    targets = chunk_labels[:, jnp.asarray(chunk_heldout)][:, None, :]
+  else:  # one held-out set per task: predict on the union, then pick each task's part.
+    preds_all = predict(state["params"], state["batch_stats"], images)  # [t, L, N]
+    preds = jnp.take_along_axis(preds_all, jnp.asarray(chunk_heldout)[:, None, :], axis=2)
+    targets = jnp.take_along_axis(chunk_labels, jnp.asarray(chunk_heldout), axis=1)[:, None]
+  return preds, targets
+
+
 def evaluate_tasks(model: models.Model, images: np.ndarray, labels: np.ndarray, *,
                    train_idx: np.ndarray, heldout_idx: np.ndarray, config, key: jax.Array,
                    task_keys: jax.Array | None = None, name: str = "tasks",
@@ -188,13 +202,7 @@ def evaluate_tasks(model: models.Model, images: np.ndarray, labels: np.ndarray, 
                                 jax.random.fold_in(key, epoch))
       bar.update(sl.start * config.num_epochs + size * (epoch + 1),
                  f"loss {float(sharding.to_host(loss).mean()):.4f}")
-    if chunk_heldout.ndim == 1:
-      preds = predict(state["params"], state["batch_stats"], images[chunk_heldout])  # [t, L, m]
-      targets = chunk_labels[:, jnp.asarray(chunk_heldout)][:, None, :]
-    else:  # one held-out set per task: predict on the union, then pick each task's part.
-      preds_all = predict(state["params"], state["batch_stats"], images)  # [t, L, N]
-      preds = jnp.take_along_axis(preds_all, jnp.asarray(chunk_heldout)[:, None, :], axis=2)
-      targets = jnp.take_along_axis(chunk_labels, jnp.asarray(chunk_heldout), axis=1)[:, None]
+    preds, targets = _heldout_predictions(predict, state, images, chunk_labels, chunk_heldout)
     results["agreement"].append(sharding.to_host(pairwise_agreement(preds))[:size])
     results["accuracy"].append(sharding.to_host((preds == targets).mean(axis=-1))[:size])
     results["train_loss"].append(sharding.to_host(loss)[:size])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import workdir as workdir_lib
 
 
 def _subplots(*args, **kwargs):
@@ -140,27 +140,31 @@ def grouped_bars(groups: list[str], series: dict[str, np.ndarray], path: str, yl
 
 
 def agreement_over_seeds(per_family: dict[str, list[float]], path: str, seeds=None,
-                         title: str = "") -> Figure:
+                         title: str = "", intervals: dict | None = None) -> Figure:
   """Mean AS per task family over seeds: one dot per seed, the mean, and its 95% t-interval.
 
   Args:
     per_family: `{family: [mean AS of each seed]}` (same seed order in every family).
     path: output PNG.
     seeds: the seeds, for the legend.
+    intervals: `{family: (low, high) or None}`, the interval of each family's mean
+      (`seeds.spread(values)["ci95"]`); a family without one shows its mean alone.
   """
-  from task_discovery import seeds as seeds_lib  # the interval's one definition
+  # The caller computes the interval (as for `grouped_bars`): figures draw numbers and compute
+  # no statistics, so this module needs nothing of the library but the atomic write.
   fig, ax = _subplots(figsize=(5.5, 3.5))
   for x, (family, values) in enumerate(per_family.items()):
-    s = seeds_lib.spread(values)
+    mean = float(np.mean(np.asarray(values, dtype=np.float64)))
+    ci = (intervals or {}).get(family)
     color = FAMILY_COLORS.get(family)
     ax.scatter(np.full(len(values), x) + np.linspace(-0.12, 0.12, len(values)), values, s=14,
                color=color, alpha=0.7)
-    if s["ci95"] is not None:
-      low, high = s["ci95"]
-      ax.errorbar([x + 0.25], [s["mean"]], yerr=[[s["mean"] - low], [high - s["mean"]]],
+    if ci is not None:
+      low, high = ci
+      ax.errorbar([x + 0.25], [mean], yerr=[[mean - low], [high - mean]],
                   fmt="o", color=color, capsize=4)
     else:
-      ax.plot([x + 0.25], [s["mean"]], "o", color=color)
+      ax.plot([x + 0.25], [mean], "o", color=color)
   ax.set_xticks(range(len(per_family)))
   ax.set_xticklabels(list(per_family))
   ax.set_ylabel("mean AS of the family")

@@ -17,21 +17,21 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from task_discovery import checkpoints
-from task_discovery import datasets
-from task_discovery import evaluation
-from task_discovery import inputs
-from task_discovery import meta
-from task_discovery import metric_writers
 from task_discovery import models
-from task_discovery import plots
-from task_discovery import progress as progress_lib
-from task_discovery import report as report_lib
-from task_discovery import sharding
-from task_discovery import similarity
-from task_discovery import task_network
-from task_discovery import tasks
-from task_discovery import workdir as workdir_lib
+from task_discovery.data import datasets
+from task_discovery.data import inputs
+from task_discovery.data import tasks
+from task_discovery.jobs import evaluation
+from task_discovery.method import meta
+from task_discovery.method import similarity
+from task_discovery.models import task_network
+from task_discovery.run import checkpoints
+from task_discovery.run import metric_writers
+from task_discovery.run import plots
+from task_discovery.run import progress as progress_lib
+from task_discovery.run import report as report_lib
+from task_discovery.run import sharding
+from task_discovery.run import workdir as workdir_lib
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -85,6 +85,23 @@ def jit_meta_step(encoder: models.Model, learner: models.Model, config, mesh, *,
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
 
+def _restore_or_init(mgr, config, workdir: str, encoder: models.Model, learner: models.Model,
+                     key: jax.Array, mesh, *, main_process: bool):
+  """`(state, restored step)`: the newest intact checkpoint's state (`restored step` None and
+  a fresh `meta.init_state` when there is none), replicated over `mesh`."""
+  replicated = sharding.replicated(mesh)
+  abstract = jax.eval_shape(lambda k: meta.init_state(encoder, learner, config, k), key)
+  abstract = jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), abstract)
+  state, latest = checkpoints.restore_newest_intact(mgr, abstract, config, workdir,
+                                                    main_process=main_process)
+  if latest is not None:
+    logging.info("resumed from checkpoint step %d in %s (checksums verified)", latest, workdir)
+  else:
+    state = sharding.put_replicated(meta.init_state(encoder, learner, config, key), mesh)
+  return state, latest
+
+
 def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
   """Meta-trains the task network; resumes from the workdir's latest checkpoint.
 
@@ -97,7 +114,6 @@ def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
   if mesh is None:
     mesh = sharding.make_mesh(config.mesh.num_devices, divides=config.meta.meta_batch_size)
   sharding.check_divisible(config.meta.meta_batch_size, mesh, "meta.meta_batch_size")
-  replicated = sharding.replicated(mesh)
   encoder, learner = models.build_models(config, dataset.input_shape)
   key = jax.random.PRNGKey(config.seed)
   inputs.check_batch_sizes(config, num_train=len(dataset.train_idx),
@@ -106,15 +122,8 @@ def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
   main_process = workdir_lib.Workdir.of(workdir).writes
   mgr = checkpoints.manager(workdir, max_to_keep=config.checkpoint.max_to_keep)
   payload = checkpoints.make_payload(config, dataset)
-  abstract = jax.eval_shape(lambda k: meta.init_state(encoder, learner, config, k), key)
-  abstract = jax.tree.map(
-      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), abstract)
-  state, latest = checkpoints.restore_newest_intact(mgr, abstract, config, workdir,
-                                                    main_process=main_process)
-  if latest is not None:
-    logging.info("resumed from checkpoint step %d in %s (checksums verified)", latest, workdir)
-  else:
-    state = sharding.put_replicated(meta.init_state(encoder, learner, config, key), mesh)
+  state, latest = _restore_or_init(mgr, config, workdir, encoder, learner, key, mesh,
+                                   main_process=main_process)
   start = int(state["step"])
   num_steps = config.meta.num_steps
   logging.info("task network: %d encoder params, learner: %d params, %d tasks, meta-batch %d "

@@ -36,8 +36,9 @@ Choices for `es` and `pes`:
   * The diversity term (uniformity or mutual information of the task network's embeddings)
     does not pass through the learners' unroll, is smooth and cheap: its gradient is exact
     (reverse mode through the encoder at the unperturbed theta, one inner batch at a time:
-    `meta.make_diversity_grad`), only the AS loss is estimated. The estimate is then of the gradient of `E_eps AS(theta + sigma eps) +
-    coef * D(theta)`. For `pes` D is averaged over the window's inner batches.
+    `unroll.make_diversity_grad`), only the AS loss is estimated. The estimate is then of the
+    gradient of `E_eps AS(theta + sigma eps) + coef * D(theta)`. For `pes` D is averaged over
+    the window's inner batches.
   * The encoder's BatchNorm running statistics come from that unperturbed forward, so they
     follow the same recurrence as under `full` (perturbed forwards use batch statistics
     only, like every training-mode forward, and their running statistics are dropped).
@@ -53,9 +54,9 @@ import jax
 import jax.numpy as jnp
 
 from task_discovery import config as config_lib
-from task_discovery import inner_loop
 from task_discovery import models
-from task_discovery import optimizers
+from task_discovery.method import inner_loop
+from task_discovery.method import optimizers
 
 ESTIMATORS = config_lib.ESTIMATORS
 
@@ -67,7 +68,7 @@ class Objective(NamedTuple):
   Attributes:
     meta_loss: `(encoder, learner, config, *, persistent, unroll_scans) -> meta_loss`, as
       `meta.make_meta_loss`.
-    diversity_grad: `(encoder, config) -> diversity_grad`, as `meta.make_diversity_grad`.
+    diversity_grad: `(encoder, config) -> diversity_grad`, as `unroll.make_diversity_grad`.
     flatten_learners: `(tree [M, L, ...], M, L) -> tree [M * L, ...]`.
   """
   meta_loss: Callable

@@ -29,7 +29,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from task_discovery import config as config_lib
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import report as report_lib
+from task_discovery.run import workdir as workdir_lib
 
 INTEGRITY_KEY = "integrity"
 # Orbax item names of a checkpoint step: the state pytree and the JSON payload. The payload's item
@@ -243,7 +244,7 @@ def make_payload(config, dataset) -> dict:
 def check_compatible(saved_config: dict, config, workdir: str, step: int | None = None) -> None:
   """Raises CheckpointMismatchError naming every field that changes results and differs between
   the checkpoint's config and `config` (see `workdir.RESUMABLE_FIELDS`)."""
-  diffs = config_lib.differences(saved_config, config)
+  diffs = report_lib.differences(saved_config, config)
   if diffs:
     what = "a checkpoint" if step is None else f"a checkpoint (step {step})"
     raise CheckpointMismatchError(workdir_lib.mismatch_message(workdir, what, diffs))

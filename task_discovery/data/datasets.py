@@ -205,7 +205,26 @@ def load_dataset(config) -> Dataset:
   if labels.min() < 0 or labels.max() >= num_classes:
     raise ValueError(f'{name}: labels span [{labels.min()}, {labels.max()}], expected '
                      f'[0, {num_classes}).')
-  n = len(labels)
+  train_idx, heldout_idx, meta_val_idx = _split_parts(rng, len(labels), name, heldout_fraction,
+                                                      meta_val_fraction)
+
+  images = _to_unit_float(raw)
+  mean, std = _channel_stats(images, train_idx)
+  if np.any(std == 0):
+    raise ValueError(f'{name}: a channel is constant over the training images (std {std}).')
+  images -= mean  # In place: CIFAR-10 as float32 is already 600 MB.
+  images /= std
+  arrays = dict(images=images, labels=labels.astype(np.int32), train_idx=train_idx,
+                heldout_idx=heldout_idx, meta_val_idx=meta_val_idx, mean=mean, std=std)
+  for array in arrays.values():
+    array.flags.writeable = False  # The dataclass is frozen; so are its arrays.
+  return Dataset(name=name, num_classes=num_classes, class_names=tuple(class_names), **arrays)
+
+
+def _split_parts(rng: np.random.Generator, n: int, name: str, heldout_fraction: float,
+                 meta_val_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """`(train_idx, heldout_idx, meta_val_idx)` of n images, sorted int32, from one permutation
+  (the order of draws is `load_dataset`'s docstring)."""
   if n < 2:
     raise ValueError(f'{name}: need at least 2 images to split, got {n}.')
   # Round half up (not Python's round-half-even), keeping both parts non-empty.
@@ -219,18 +238,7 @@ def load_dataset(config) -> Dataset:
   heldout_idx = np.sort(perm[:num_heldout]).astype(np.int32)
   meta_val_idx = np.sort(perm[num_heldout:num_heldout + num_meta_val]).astype(np.int32)
   train_idx = np.sort(perm[num_heldout + num_meta_val:]).astype(np.int32)
-
-  images = _to_unit_float(raw)
-  mean, std = _channel_stats(images, train_idx)
-  if np.any(std == 0):
-    raise ValueError(f'{name}: a channel is constant over the training images (std {std}).')
-  images -= mean  # In place: CIFAR-10 as float32 is already 600 MB.
-  images /= std
-  arrays = dict(images=images, labels=labels.astype(np.int32), train_idx=train_idx,
-                heldout_idx=heldout_idx, meta_val_idx=meta_val_idx, mean=mean, std=std)
-  for array in arrays.values():
-    array.flags.writeable = False  # The dataclass is frozen; so are its arrays.
-  return Dataset(name=name, num_classes=num_classes, class_names=tuple(class_names), **arrays)
+  return train_idx, heldout_idx, meta_val_idx
 
 
 def _subset(rng: np.random.Generator, n: int, num_images: int) -> np.ndarray:

@@ -9,15 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from task_discovery import agreement
-from task_discovery import datasets
-from task_discovery import inputs
 from task_discovery import models
-from task_discovery import plots
-from task_discovery import report as report_lib
-from task_discovery import sharding
-from task_discovery import tasks
-from task_discovery import workdir as workdir_lib
+from task_discovery.data import datasets
+from task_discovery.data import inputs
+from task_discovery.data import tasks
+from task_discovery.method import agreement
+from task_discovery.run import plots
+from task_discovery.run import report as report_lib
+from task_discovery.run import sharding
+from task_discovery.run import workdir as workdir_lib
 
 # Separate streams of randomness derived from config.seed.
 _EVAL_STREAM = 1

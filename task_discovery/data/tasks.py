@@ -7,7 +7,7 @@ can be split into training and held-out parts, or into adversarial splits, by in
 Families:
   * human-labelled: balanced splits of the classes, in the original's order;
   * random-labelled: an i.i.d. fair coin per image, seeded;
-  * discovered: produced by a task network (`task_network.py`);
+  * discovered: produced by a task network (`models/task_network.py`);
   * loaded from a file (`.npz`, `.npy` or `.csv`).
 
 Label convention for binary tasks everywhere in this library: label 1 means "in the subset"
@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import workdir as workdir_lib
 
 FAMILIES = ("human", "random", "discovered", "file")
 

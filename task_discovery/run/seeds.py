@@ -20,7 +20,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import report as report_lib
+from task_discovery.run import workdir as workdir_lib
 
 CONFIDENCE = 0.95
 
@@ -149,8 +150,7 @@ def run_seeds(config, workdir: str, seeds: Sequence[int],
   Returns:
     the aggregate report.
   """
-  from task_discovery import plots  # matplotlib only when seeds are run
-  from task_discovery import report as report_lib
+  from task_discovery.run import plots  # matplotlib only when seeds are run
   workdir_lib.prepare(workdir)
   wd = workdir_lib.Workdir(workdir)
   results, workdirs = {}, {}
@@ -171,6 +171,6 @@ def run_seeds(config, workdir: str, seeds: Sequence[int],
   report_lib.write(wd, agg)
   families = family_mean_as(results)
   if families:
-    plots.agreement_over_seeds(families, wd.agreement_over_seeds,
-                               seeds=list(results))
+    plots.agreement_over_seeds(families, wd.agreement_over_seeds, seeds=list(results),
+                               intervals={f: spread(v)["ci95"] for f, v in families.items()})
   return agg

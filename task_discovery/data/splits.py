@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 from absl import logging
 
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import workdir as workdir_lib
 
 # The stream of randomness of the random baselines and subsamples, derived from the seed.
 _SPLIT_STREAM = 12

@@ -7,6 +7,11 @@ step), then the symmetric soft cross-entropy between the learners' predictions o
 is the AS loss. `jax.grad` w.r.t. `theta` alone is the exact second-order meta-gradient; the
 learners' initial variables are inputs, never differentiated.
 
+The unroll's named steps are in `unroll` (the task network's forwards and soft labels, the
+learners' scan in its two forms); this module holds J on top of them (`make_meta_loss`) and the
+meta-step around it (tasks, data and learner initialisation of a step, the estimator's gradient,
+the outer update, the initial state).
+
 Shapes: M = tasks in the meta-batch, L = learners per task, B = inner batch, C = 2 classes.
 The encoder runs once per inner step on the shared batch; only the learners are vmapped over
 `[M, L]`, so a meta-batch of M tasks costs M learner pairs but one encoder forward per step.
@@ -21,12 +26,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from task_discovery import agreement
-from task_discovery import estimators
-from task_discovery import inner_loop
 from task_discovery import models
-from task_discovery import optimizers
-from task_discovery import task_network
+from task_discovery.method import agreement
+from task_discovery.method import estimators
+from task_discovery.method import inner_loop
+from task_discovery.method import optimizers
+from task_discovery.method import unroll
+from task_discovery.models import task_network
 
 
 def symmetric_agreement_loss(logits: jax.Array) -> jax.Array:
@@ -54,108 +60,28 @@ def inner_batch_indices(key: jax.Array, train_idx: jax.Array, num_steps: int,
   return train_idx[positions]
 
 
-def _flatten_learners(tree, num_tasks: int, num_learners: int):
-  """`[M, L, ...]` leaves -> `[M * L, ...]`: the learners of all tasks on the one vmapped axis
-  of `inner_loop` (its docstring says why one axis, not two)."""
-  return jax.tree.map(lambda a: a.reshape((num_tasks * num_learners,) + a.shape[2:]), tree)
-
-
-def _running_stats_after(initial, step_updates, unroll: int | bool = 1):
-  """Running statistics after T BatchNorm updates, from per-step updates made from zero.
-
-  `step_updates` leaves are `[T, ...]`: `(1 - momentum) * batch_stat_t`, which is what a model
-  applied with zero running statistics returns. The running average is then the recurrence
-  `r_t = momentum * r_{t-1} + update_t`, the same arithmetic as T sequential applications.
-  """
-  def fold(r, u):
-    return jax.tree.map(lambda a, b: models.BATCH_NORM_MOMENTUM * a + b, r, u), None
-  return jax.lax.scan(fold, initial, step_updates, unroll=unroll)[0]
-
-
-def resolve_encoder_mode(mode: str, encoder_name: str) -> str:
-  """`'auto'` -> `'batched'` for an MLP encoder, `'per_step'` otherwise.
-
-  `'batched'` runs the encoder once over all T inner batches (one big matmul per layer, nothing
-  recomputed) and keeps its activations for all T steps: a few MB per step for the MLP, about
-  3 GB per step for ResNet-18 at batch 512. `'per_step'` scans the T batches with
-  `jax.checkpoint`, keeping only the embeddings and recomputing the forward in the backward pass.
-  """
-  if mode == "auto":
-    return "batched" if encoder_name == "mlp" else "per_step"
-  if mode not in ("batched", "per_step"):
-    raise ValueError(f"inner.encoder_mode={mode!r} is not one of 'auto', 'batched', 'per_step'")
-  return mode
-
-
-def make_diversity(task) -> Callable:
-  """`diversity(h [B, d], directions_all [d, d]) -> scalar` for `task.diversity`."""
-  def diversity(h, directions_all):
-    if task.diversity == "uniformity":
-      return task_network.uniformity_loss(h, task.uniformity_t)
-    if task.diversity == "mutual_information":
-      return task_network.mutual_information_loss(h, directions_all, task.temperature)
-    if task.diversity == "mutual_information_divdis":
-      return task_network.mean_pairwise_mutual_information_loss(h, directions_all,
-                                                                task.temperature)
-    return jnp.zeros((), h.dtype)
-  return diversity
-
-
-def make_encode(encoder: models.Model, config, *, unroll_scans: bool = False) -> Callable:
-  """`encode(theta, enc_stats, images, batch_idx [T, B]) -> (h [T, B, d], new_enc_stats)`:
-  the task network in training mode on every inner batch (`inner.encoder_mode`).
-  `unroll_scans`: see `make_meta_loss`."""
-  unroll = True if unroll_scans else 1  # jax.lax.scan's default: a loop
-  encoder_mode = resolve_encoder_mode(config.inner.get("encoder_mode", "auto"),
-                                      config.task.encoder.name)
-
-  def encode(theta, enc_stats, images, batch_idx):
-    if encoder_mode == "batched":
-      zeros = jax.tree.map(jnp.zeros_like, enc_stats)
-      apply = lambda x: encoder.apply({"params": theta, "batch_stats": zeros}, x, True)
-      h, updates = jax.vmap(apply)(images[batch_idx])  # statistics per inner batch
-      return h, _running_stats_after(enc_stats, updates, unroll)
-
-    def one(stats, idx):
-      h, stats = encoder.apply({"params": theta, "batch_stats": stats}, images[idx], True)
-      return stats, h
-    stats, h = jax.lax.scan(jax.checkpoint(one), enc_stats, batch_idx, unroll=unroll)
-    return h, stats
-  return encode
-
-
-def make_diversity_grad(encoder: models.Model, config) -> Callable:
-  """The diversity term of J alone, which does not pass through the learners' unroll, and its
-  exact gradient:
-  `(theta, enc_stats, directions_all, images, batch_idx) -> ((coef * D, (D, new_enc_stats)),
-  grads)`, the output of `jax.value_and_grad(..., has_aux=True)`, with D the diversity averaged
-  over the inner batches `batch_idx` `[T, B]`.
-
-  A forward scan over the inner batches differentiates each batch's term and adds the
-  gradients up, so nothing is kept per inner batch (reverse mode through a vmap over all T
-  would hold, for uniformity, `[T, B, B]` pairwise distances and their residuals).
-  """
-  diversity = make_diversity(config.task)
-  coef = config.task.diversity_coef
-
-  def diversity_grad(theta, enc_stats, directions_all, images, batch_idx):
-    def batch_term(theta, stats, idx):
-      h, stats = encoder.apply({"params": theta, "batch_stats": stats}, images[idx], True)
-      return diversity(h, directions_all), stats
-
-    def one(carry, idx):
-      stats, total, grads = carry
-      (value, stats), g = jax.value_and_grad(batch_term, has_aux=True)(theta, stats, idx)
-      return (stats, total + value, jax.tree.map(jnp.add, grads, g)), None
-
-    dtype = jax.tree.leaves(theta)[0].dtype
-    carry = (enc_stats, jnp.zeros((), dtype), jax.tree.map(jnp.zeros_like, theta))
-    (enc_stats, total, grads), _ = jax.lax.scan(one, carry, batch_idx)
-    num_steps = batch_idx.shape[0]
-    value = total / num_steps
-    grads = jax.tree.map(lambda g: (coef / num_steps) * g, grads)
-    return (coef * value, (value, enc_stats)), grads
-  return diversity_grad
+def loss_and_metrics(result: unroll.UnrollResult, num_tasks: int, num_learners: int,
+                     diversity_coef: float):
+  """J, metrics and new state from the learners after the unroll: `(J, (metrics,
+  new_encoder_batch_stats, new_carry))`."""
+  steps, carry, inner_loss = result.steps, result.carry, result.inner_loss
+  num_steps = inner_loss.shape[0]
+  inner_loss = inner_loss.reshape(num_steps, num_tasks, num_learners).mean(axis=-1)  # [T, M]
+  # Learners stay in training mode (batch statistics) on the held-out batch, as the original.
+  logits = steps.heldout_logits(carry)  # [K, B_h, C]
+  logits = logits.reshape((num_tasks, num_learners) + logits.shape[1:])  # [M, L, B_h, C]
+  as_loss = symmetric_agreement_loss(logits)  # [M]
+  loss = as_loss.mean() + diversity_coef * result.diversity
+  metrics = {
+      "loss": loss,
+      "as_loss": as_loss,
+      "meta_as": agreement.pairwise_agreement(jnp.argmax(logits, -1)),  # [M] hard agreement
+      "diversity": result.diversity,
+      "inner_loss_first": inner_loss[0],  # [M]
+      "inner_loss_last": inner_loss[-1],  # [M]
+      "label_balance": result.balance,
+  }
+  return loss, (metrics, result.encoder_batch_stats, carry)
 
 
 def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
@@ -191,127 +117,21 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
     `inner_loop.weight_space`, leading axis M * L) or, where the traced bool `reset` is true,
     from `learner_vars`; `batch_idx` holds the window's steps only.
   """
-  inner, task = config.inner, config.task
-  optimizer = optimizers.make_optimizer(
-      inner.optimizer, learning_rate=inner.learning_rate, momentum=inner.momentum,
-      eps_root=inner.eps_root)
-  num_learners = inner.num_learners
-  truncation = config.meta.truncation_length if config.meta.estimator == "truncated" else None
-  remat_block = int(inner.get("remat_block", 0))
-  unroll = True if unroll_scans else 1  # jax.lax.scan's default: a loop
-  diversity = make_diversity(task)
-  encode = make_encode(encoder, config, unroll_scans=unroll_scans)
+  setup = unroll.make_setup(encoder, learner, config, persistent=persistent,
+                            unroll_scans=unroll_scans)
   streamed = config.meta.estimator != "full"  # see "Where the soft labels are computed"
-
-  def learners(learner_vars, images, batch_idx, heldout_x, num_tasks) -> inner_loop.Unroll:
-    flat = _flatten_learners(learner_vars, num_tasks, num_learners)
-    kwargs = dict(num_tasks=num_tasks, num_learners=num_learners, data_mode=inner.data_mode)
-    # A window of a persistent unroll continues the learners' weights: the sample-space form
-    # holds the input layer as a function of the whole unroll's inputs, so it can not.
-    if not persistent and inner_loop.use_sample_space(learner, inner,
-                                                      int(np.prod(images.shape[1:]))):
-      return inner_loop.sample_space(learner, inner.learning_rate, flat["params"],
-                                     flat.get("batch_stats", {}), images, batch_idx, heldout_x,
-                                     **kwargs)
-    return inner_loop.weight_space(learner, optimizer, flat["params"],
-                                   flat.get("batch_stats", {}), images, heldout_x, **kwargs)
-
-  def initial_carry(steps, start, reset):
-    """The learners' fresh state, or (`persistent`) `start` where the traced `reset` is false."""
-    if start is None:
-      return steps.carry
-    return jax.tree.map(lambda fresh, kept: jnp.where(reset, fresh, kept), steps.carry, start)
-
-  def learner_labels(probs, num_learners):
-    """Each learner's soft labels `[..., K, b, C]` from the tasks' `[..., M, B, C]` ('meta': its
-    slice of the batch; 'full': all of it)."""
-    if inner.data_mode == "meta":
-      return probs.reshape(probs.shape[:-3] + (probs.shape[-3] * num_learners, -1,
-                                               probs.shape[-1]))
-    return jnp.repeat(probs, num_learners, axis=-3)
-
-  def outputs(steps, carry, inner_loss, num_tasks, diversity_value, balance, encoder_batch_stats):
-    """J, metrics and new state from the learners after the unroll (`inner_loss` `[T, K]`)."""
-    num_steps = inner_loss.shape[0]
-    inner_loss = inner_loss.reshape(num_steps, num_tasks, num_learners).mean(axis=-1)  # [T, M]
-    # Learners stay in training mode (batch statistics) on the held-out batch, as the original.
-    logits = steps.heldout_logits(carry)  # [K, B_h, C]
-    logits = logits.reshape((num_tasks, num_learners) + logits.shape[1:])  # [M, L, B_h, C]
-    as_loss = symmetric_agreement_loss(logits)  # [M]
-    loss = as_loss.mean() + task.diversity_coef * diversity_value
-    metrics = {
-        "loss": loss,
-        "as_loss": as_loss,
-        "meta_as": agreement.pairwise_agreement(jnp.argmax(logits, -1)),  # [M] hard agreement
-        "diversity": diversity_value,
-        "inner_loss_first": inner_loss[0],  # [M]
-        "inner_loss_last": inner_loss[-1],  # [M]
-        "label_balance": balance,
-    }
-    return loss, (metrics, encoder_batch_stats, carry)
-
-  def streamed_loss(theta, encoder_batch_stats, learner_vars, directions, directions_all,
-                    images, batch_idx, heldout_x, start=None, reset=None):
-    """`unrolled_loss` with the soft labels made inside the learners' scan (docstring)."""
-    num_tasks, num_steps = directions.shape[0], batch_idx.shape[0]
-    steps = learners(learner_vars, images, batch_idx, heldout_x, num_tasks)
-    carry0 = initial_carry(steps, start, reset)
-
-    def make_step(theta):
-      def step(carry, xs):
-        learners_carry, stats, diversity_sum, balance_sum = carry
-        t, idx = xs
-        h, stats = encoder.apply({"params": theta, "batch_stats": stats}, images[idx], True)
-        probs = jax.nn.softmax(task_network.task_logits(h, directions, task.temperature),
-                               -1)  # [M, B, C]
-        learners_carry, loss = steps.step(learners_carry,
-                                          (t, idx, learner_labels(probs, num_learners)))
-        diversity_sum = diversity_sum + diversity(h, directions_all)
-        balance_sum = balance_sum + jnp.mean(probs[..., 1] > 0.5, axis=-1,
-                                             dtype=balance_sum.dtype)  # [M]
-        return (learners_carry, stats, diversity_sum, balance_sum), loss
-      return step
-
-    dtype = jax.tree.leaves(theta)[0].dtype
-    carry = (carry0, encoder_batch_stats, jnp.zeros((), dtype), jnp.zeros((num_tasks,), dtype))
-    xs = (jnp.arange(num_steps), batch_idx)
-    scan = lambda step, carry, xs: inner_loop.scan_steps(
-        step, carry, xs, remat=inner.remat, remat_block=remat_block, unroll=unroll)
-    if truncation is not None and truncation < num_steps:
-      # The first T-K steps see a constant task network: a forward scan, nothing of it is
-      # stored for the backward pass; the meta-gradient flows through the last K steps (and
-      # the diversity term of their batches only, as in the batched form).
-      split = num_steps - truncation
-      carry, loss_head = scan(make_step(jax.lax.stop_gradient(theta)), carry,
-                              jax.tree.map(lambda a: a[:split], xs))
-      carry, loss_tail = scan(make_step(theta), jax.lax.stop_gradient(carry),
-                              jax.tree.map(lambda a: a[split:], xs))
-      inner_loss = jnp.concatenate([loss_head, loss_tail])
-    else:
-      carry, inner_loss = scan(make_step(theta), carry, xs)  # inner_loss [T, K]
-    learners_carry, encoder_batch_stats, diversity_sum, balance_sum = carry
-    return outputs(steps, learners_carry, inner_loss, num_tasks, diversity_sum / num_steps,
-                   balance_sum / num_steps, encoder_batch_stats)
 
   def unrolled_loss(theta, encoder_batch_stats, learner_vars, directions, directions_all,
                     images, batch_idx, heldout_x, start=None, reset=None):
     num_tasks, num_steps = directions.shape[0], batch_idx.shape[0]
     # `truncated` with K >= T is `full`'s computation, to the bit.
-    if streamed and (truncation is None or truncation < num_steps):
-      return streamed_loss(theta, encoder_batch_stats, learner_vars, directions,
-                           directions_all, images, batch_idx, heldout_x, start, reset)
-    h, encoder_batch_stats = encode(theta, encoder_batch_stats, images, batch_idx)
-    probs = jax.nn.softmax(jax.vmap(lambda e: task_network.task_logits(
-        e, directions, task.temperature))(h), -1)  # [T, M, B, C]
-    steps = learners(learner_vars, images, batch_idx, heldout_x, num_tasks)
-    carry0 = initial_carry(steps, start, reset)
-    xs = (jnp.arange(num_steps), batch_idx, learner_labels(probs, num_learners))
-    carry, inner_loss = inner_loop.scan_steps(steps.step, carry0, xs, remat=inner.remat,
-                                              remat_block=remat_block, unroll=unroll)
-    diversity_value = jax.vmap(diversity, in_axes=(0, None))(h, directions_all).mean()
-    balance = jnp.mean(probs[..., 1] > 0.5, axis=(0, 2))  # [M] fraction of label 1
-    return outputs(steps, carry, inner_loss, num_tasks, diversity_value, balance,
-                   encoder_batch_stats)
+    if streamed and (setup.truncation is None or setup.truncation < num_steps):
+      form = unroll.streamed_unroll
+    else:
+      form = unroll.batched_unroll
+    result = form(setup, theta, encoder_batch_stats, learner_vars, directions, directions_all,
+                  images, batch_idx, heldout_x, start, reset)
+    return loss_and_metrics(result, num_tasks, setup.num_learners, config.task.diversity_coef)
 
   if persistent:
     return unrolled_loss
@@ -323,7 +143,8 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
   return meta_loss
 
 
-OBJECTIVE = estimators.Objective(make_meta_loss, make_diversity_grad, _flatten_learners)
+OBJECTIVE = estimators.Objective(make_meta_loss, unroll.make_diversity_grad,
+                                 unroll.flatten_learners)
 
 
 def make_estimator(encoder: models.Model, learner: models.Model, config, *,

@@ -1,4 +1,5 @@
-"""`report.json`: per-task results and summaries, merged across jobs in one workdir."""
+"""A workdir's `report.json` (per-task results and summaries, merged across jobs) and its
+`config.json` (written once, compared with the config of every later run)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from task_discovery import config as config_lib
-from task_discovery import workdir as workdir_lib
+from task_discovery.run import workdir as workdir_lib
 
 
 def family_entries(family: str, indices, results: dict) -> list[dict]:
@@ -76,3 +77,10 @@ def write_config(workdir: str, config) -> str:
   """Writes `config.json` atomically; call `check_config` first."""
   return workdir_lib.write_text(workdir_lib.Workdir.of(workdir).config,
                                 config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def differences(saved: dict, config, **kwargs) -> list[str]:
+  """`workdir.config_differences` of a saved config (JSON dict) and `config`, with this
+  library's defaults for the fields `saved` predates; `kwargs`: its `ignore` and `only`."""
+  return workdir_lib.config_differences(saved, config_lib.as_json(config),
+                                        defaults=config_lib.as_json(config_lib.base()), **kwargs)
