@@ -14,7 +14,7 @@ Order of precedence, last wins: config file < scale < the script's presets < `--
 Seeds: `--seeds=0,1,2` runs the whole experiment once per seed (`config.seed`) in `OUT/seed_S/`
 (a path flag that names a multi-seed directory, e.g. `--workdir=runs/x` holding `runs/x/seed_S/`,
 is read per seed), then writes `OUT/NAME.json` (per-seed values, mean, std and 95% t-interval of
-every number all the per-seed summaries hold; `task_discovery.seeds`) and `OUT/NAME.md`.
+every number all the per-seed summaries hold; `task_discovery.run.seeds`) and `OUT/NAME.md`.
 """
 
 from __future__ import annotations

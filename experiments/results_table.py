@@ -5,7 +5,7 @@ Commands (from the repository root), after running the README's results commands
       runs/digits3_flax > runs/results.md
 
 Each argument is the workdir of a job run with `--seeds=...` (its report.json holds the spread
-over seeds, `task_discovery.seeds`) or of a single run. A `discover` run gives one row with
+over seeds, `task_discovery.run.seeds`) or of a single run. A `discover` run gives one row with
 each family's mean AS and the discovered tasks' folded agreement; an `adversarial_split` run
 gives the mean test accuracy on adversarial against random splits. Every number is the mean
 over seeds with its 95% t-interval, so the table says how many seeds it rests on and never
