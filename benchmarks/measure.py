@@ -166,3 +166,26 @@ def hlo_dot_flops(hlo_text: str) -> tuple[float, int]:
     return memo[c]
 
   return total(entry), len(unknown)
+
+
+def analytic_mlp_flops_per_inner_step(widths, in_dim, num_tasks, batch, meta_batch,
+                                      num_learners) -> float:
+  """Dense-layer FLOPs of one inner step and its reverse pass (no remat), MLP learner+encoder.
+
+  Per layer with S = d_in * d_out and n examples, a matmul costs 2 n S. With S_all over all
+  layers and S_hid over layers after the first (only those need an input gradient):
+  encoder forward 2 B S_all + its reverse 2 B (S_all + S_hid); learners (E = M * B examples in
+  total, data_mode 'meta') forward 2 E S_all, backward 2 E (S_all + S_hid), and the reverse of
+  forward + backward (second order) 2 E (2 S_all + 4 S_hid).
+  """
+  def sums(out_dim):
+    dims = [in_dim, *widths, out_dim]
+    layers = [a * b for a, b in zip(dims[:-1], dims[1:])]
+    return sum(layers), sum(layers[1:])
+  enc_all, enc_hid = sums(num_tasks)
+  lrn_all, lrn_hid = sums(2)
+  e = meta_batch * batch  # each of the L learners sees batch / L examples per task
+  del num_learners
+  encoder = 2 * batch * enc_all + 2 * batch * (enc_all + enc_hid)
+  learners = 2 * e * lrn_all + 2 * e * (lrn_all + lrn_hid) + 2 * e * (2 * lrn_all + 4 * lrn_hid)
+  return float(encoder + learners)

@@ -93,29 +93,6 @@ def sweep_plan(sweep: str, other_conv_impl: str | None) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 
 
-def analytic_mlp_flops_per_inner_step(widths, in_dim, num_tasks, batch, meta_batch,
-                                      num_learners) -> float:
-  """Dense-layer FLOPs of one inner step and its reverse pass (no remat), MLP learner+encoder.
-
-  Per layer with S = d_in * d_out and n examples, a matmul costs 2 n S. With S_all over all
-  layers and S_hid over layers after the first (only those need an input gradient):
-  encoder forward 2 B S_all + its reverse 2 B (S_all + S_hid); learners (E = M * B examples in
-  total, data_mode 'meta') forward 2 E S_all, backward 2 E (S_all + S_hid), and the reverse of
-  forward + backward (second order) 2 E (2 S_all + 4 S_hid).
-  """
-  def sums(out_dim):
-    dims = [in_dim, *widths, out_dim]
-    layers = [a * b for a, b in zip(dims[:-1], dims[1:])]
-    return sum(layers), sum(layers[1:])
-  enc_all, enc_hid = sums(num_tasks)
-  lrn_all, lrn_hid = sums(2)
-  e = meta_batch * batch  # each of the L learners sees batch / L examples per task
-  del num_learners
-  encoder = 2 * batch * enc_all + 2 * batch * (enc_all + enc_hid)
-  learners = 2 * e * lrn_all + 2 * e * (lrn_all + lrn_hid) + 2 * e * (2 * lrn_all + 4 * lrn_hid)
-  return float(encoder + learners)
-
-
 def build_config(spec: dict):
   from task_discovery import config as config_lib
   c = config_lib.base()
@@ -269,7 +246,7 @@ def run_one(spec: dict, fit: dict | None, n_images: int, repeats: int, matmul_si
       "inner lax.scan fully unrolled, remat off, at T=1 and T=2; F(T) = const + per_step*T "
       "(model FLOPs, remat recomputation not counted)")
   if spec["model"] == "mlp":
-    analytic = analytic_mlp_flops_per_inner_step(
+    analytic = measure.analytic_mlp_flops_per_inner_step(
         spec.get("mlp_widths", (1024, 512, 256, 64)), math.prod(IMAGE_SHAPE),
         spec["num_tasks"], spec["batch_size"], spec["meta_batch_size"], 2)
     rec["analytic_flops_per_inner_step"] = analytic
