@@ -111,26 +111,19 @@ _ENTRIES = {
 }
 
 
-def _to_flax(kind: str, name: str, value: np.ndarray, image_chw) -> np.ndarray:
+def _layout(kind: str, name: str, value: np.ndarray, image_chw, *, to_flax: bool
+            ) -> np.ndarray:
+  """One array in the other framework's layout (`to_flax`: PyTorch's -> this project's)."""
   if name != "weight" or kind.startswith("bn"):
     return value
-  if kind == "conv":
-    return value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
-  if kind == "dense_image":
+  if kind == "conv":  # OIHW <-> HWIO
+    return value.transpose((2, 3, 1, 0) if to_flax else (3, 2, 0, 1))
+  if kind == "dense_image":  # input features (C, H, W) <-> (H, W, C)
     c, h, w = image_chw
-    return value.reshape(value.shape[0], c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, -1)
-  return value.T
-
-
-def _to_torch(kind: str, name: str, value: np.ndarray, image_chw) -> np.ndarray:
-  if name != "weight" or kind.startswith("bn"):
-    return value
-  if kind == "conv":
-    return value.transpose(3, 2, 0, 1)  # HWIO -> OIHW
-  if kind == "dense_image":
-    c, h, w = image_chw
-    return value.reshape(h, w, c, -1).transpose(3, 2, 0, 1).reshape(value.shape[-1], -1)
-  return value.T
+    if to_flax:
+      return value.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, -1)
+    return value.reshape(h, w, c, -1).transpose(3, 2, 0, 1).reshape(-1, c * h * w)
+  return value.T  # (out, in) <-> (in, out)
 
 
 def _set(tree: dict, path: tuple[str, ...], value) -> None:
@@ -175,8 +168,8 @@ def torch_to_flax(state_dict: dict, family: str, role: str, *, params_only: bool
       if key not in state_dict:
         raise KeyError(f"{key} missing from the state dict ({family} {role})")
       value = np.asarray(state_dict[key])
-      _set(out[collection], layer.flax + (flax_name,), _to_flax(layer.kind, name, value,
-                                                                image_chw))
+      _set(out[collection], layer.flax + (flax_name,), _layout(layer.kind, name, value,
+                                                               image_chw, to_flax=True))
       used.add(key)
     if layer.kind == "bn_nobias" and f"{layer.torch}.bias" in state_dict:
       bias = np.asarray(state_dict[f"{layer.torch}.bias"])
@@ -205,7 +198,8 @@ def flax_to_torch(variables: dict, family: str, role: str, *, image_chw=IMAGE_SH
         continue
       path = layer.flax + (flax_name,)
       value = np.asarray(_get(variables[collection], path))
-      out[f"{layer.torch}.{name}"] = _to_torch(layer.kind, name, value, image_chw)
+      out[f"{layer.torch}.{name}"] = _layout(layer.kind, name, value, image_chw,
+                                                 to_flax=False)
       used.add((collection,) + path)
     if layer.kind == "bn_nobias":
       scale = np.asarray(_get(variables["params"], layer.flax + ("scale",)))

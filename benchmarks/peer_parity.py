@@ -31,7 +31,12 @@ max|ours - original| / max|original|):
   * `meta-grad J`: d J / d theta over the encoder's trainable parameters, and
     `meta-grad agreement`: the gradient of the agreement term alone, through the unroll.
 
-The last line is `max_rel=<the largest relative difference in the table>`.
+Columns: `max_rel`, this project against the original; for float32 settings also
+`orig_f32_err` and `ours_f32_err`, each side's own float32 rounding error: its distance to this
+project's float64 run on the same weights and data (in float64 the two sides agree to about
+1e-12, so that run stands for the exact value). A float32 difference between the two sides is
+rounding when it is of the order of these two. The last line is
+`max_rel=<the largest max_rel in the table>`.
 """
 
 from __future__ import annotations
@@ -199,35 +204,72 @@ def project_side(family: str, dtype: str, nsteps: int, batch: int, peer: dict, x
   return res, trajectory, init, seconds
 
 
-def compare(family, dtype, nsteps, batch, peer, x_train, x_val, task):
-  with jax.enable_x64(dtype == "float64"):  # float32 runs as the project runs: x64 off
-    res, trajectory, init, seconds = project_side(family, dtype, nsteps, batch, peer, x_train,
-                                                  x_val, task)
-  rows = []
-  add = lambda quantity, value: rows.append(dict(quantity=quantity, family=family, T=nsteps,
-                                                 dtype=dtype, max_rel=value))
-  init_params = [peer_convert.flax_to_torch({"params": v["params"]}, family, "learner")
-                 for v in init]
+def project_quantities(family, res, trajectory) -> dict:
+  """This project's numbers as `{quantity: {name: array}}`, arrays named as the original's."""
+  out = {}
   for t, params in enumerate(trajectory, 1):
-    ours = [peer_convert.flax_to_torch({"params": jax.tree.map(lambda a: np.asarray(a[i]),
-                                                               params)}, family, "learner")
-            for i in range(2)]
-    theirs = [learner_state(section(peer, f"step{t}/"), i) for i in range(2)]
-    add(f"learner params step {t}", max(tree_rel(o, p) for o, p in zip(ours, theirs)))
-    delta = lambda a, b: {k: np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64)
-                          for k in a}
-    add(f"learner update step {t}", max(tree_rel(delta(o, i0), delta(p, i0))
-                                        for o, p, i0 in zip(ours, theirs, init_params)))
-  add("agreement term", rel(res["as_loss"], peer["ag_loss"]))
-  add("uniformity term", rel(res["diversity"], peer["uniformity_loss"]))
-  add("meta-loss J", rel(res["loss"], peer["loss"]))
+    out[f"learner params step {t}"] = {
+        f"models.{i}.{k}": v for i in range(2)
+        for k, v in peer_convert.flax_to_torch(
+            {"params": jax.tree.map(lambda a: np.asarray(a[i]), params)}, family,
+            "learner").items()}
+  out["agreement term"] = {"": res["as_loss"]}
+  out["uniformity term"] = {"": res["diversity"]}
+  out["meta-loss J"] = {"": res["loss"]}
   for key, name in (("grad", "meta-grad J"), ("grad_as", "meta-grad agreement")):
-    ours = peer_convert.flax_to_torch({"params": res[key]}, family, "encoder")
-    ours.pop("projector.1.bias")  # frozen in the original: no gradient
-    add(name, tree_rel(ours, section(peer, f"{key}/")))
-  print(f"[parity] {family} T={nsteps} {dtype}: project side {seconds:.1f} s, "
-        f"J ours {float(res['loss']):.8g} original {float(peer['loss']):.8g}",
-        file=sys.stderr, flush=True)
+    grads = peer_convert.flax_to_torch({"params": res[key]}, family, "encoder")
+    grads.pop("projector.1.bias")  # frozen in the original: no gradient
+    out[name] = grads
+  return out
+
+
+def peer_quantities(peer: dict, nsteps: int) -> dict:
+  """The original's numbers, as `project_quantities`."""
+  out = {f"learner params step {t}": section(peer, f"step{t}/") for t in range(1, nsteps + 1)}
+  out["agreement term"] = {"": peer["ag_loss"]}
+  out["uniformity term"] = {"": peer["uniformity_loss"]}
+  out["meta-loss J"] = {"": peer["loss"]}
+  out["meta-grad J"] = section(peer, "grad/")
+  out["meta-grad agreement"] = section(peer, "grad_as/")
+  return out
+
+
+def with_updates(quantities: dict, peer: dict) -> dict:
+  """Adds `learner update step t`: parameters after step t minus the initial ones."""
+  init = {f"models.{i}.{k}": np.asarray(v, np.float64) for i in range(2)
+          for k, v in section(peer, f"learner{i}/").items()}
+  out = {}
+  for name, arrays in quantities.items():
+    out[name] = arrays
+    if name.startswith("learner params"):
+      out[name.replace("params", "update")] = {
+          k: np.asarray(v, np.float64) - init[k] for k, v in arrays.items()}
+  return out
+
+
+def compare(family, dtype, nsteps, batch, peer, x_train, x_val, task):
+  """Rows of the table for one setting. For float32 also the float32 error of each side:
+  its distance to this project's float64 run on the same (float32) weights and data."""
+  runs = {}
+  for run_dtype in ([dtype] + (["float64"] if dtype == "float32" else [])):
+    with jax.enable_x64(run_dtype == "float64"):  # float32 runs as the project runs: x64 off
+      res, trajectory, _, seconds = project_side(family, run_dtype, nsteps, batch, peer,
+                                                 x_train, x_val, task)
+    runs[run_dtype] = with_updates(project_quantities(family, res, trajectory), peer)
+    print(f"[parity] {family} T={nsteps} {dtype} (project in {run_dtype}): {seconds:.1f} s, "
+          f"J ours {float(res['loss']):.8g} original {float(peer['loss']):.8g}",
+          file=sys.stderr, flush=True)
+  ours = runs[dtype]
+  theirs = with_updates(peer_quantities(peer, nsteps), peer)
+  exact = runs.get("float64") if dtype == "float32" else None
+  rows = []
+  for name in ours:
+    row = dict(quantity=name, family=family, T=nsteps, dtype=dtype,
+               max_rel=tree_rel(ours[name], theirs[name]))
+    if exact is not None:
+      row["original_vs_f64"] = tree_rel(theirs[name], exact[name])
+      row["ours_vs_f64"] = tree_rel(ours[name], exact[name])
+    rows.append(row)
   return rows
 
 
@@ -253,10 +295,12 @@ def main(argv=None):
         for nsteps in steps:
           rows += compare(family, dtype, nsteps, batch, section(flat, f"T{nsteps}/"),
                           x_train, x_val, args.task)
-  print(f"{'quantity':<26} {'family':<9} {'T':>2} {'dtype':<8} max_rel")
+  print(f"{'quantity':<26} {'family':<9} {'T':>2} {'dtype':<8} {'max_rel':>8} "
+        f"{'orig_f32_err':>12} {'ours_f32_err':>12}")
   for r in rows:
+    err = lambda k: f"{r[k]:.2e}" if k in r else "-"
     print(f"{r['quantity']:<26} {r['family']:<9} {r['T']:>2} {r['dtype']:<8} "
-          f"{r['max_rel']:.2e}")
+          f"{r['max_rel']:.2e} {err('original_vs_f64'):>12} {err('ours_vs_f64'):>12}")
   if args.out:
     with open(args.out, "w") as f:
       json.dump(rows, f, indent=1)

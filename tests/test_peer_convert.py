@@ -115,7 +115,7 @@ def test_first_dense_layer_sees_the_nhwc_image_as_torch_sees_the_nchw_one():
   c, h, w = 3, 4, 5
   x_nchw = rng.standard_normal((2, c, h, w))
   weight = rng.standard_normal((7, c * h * w))  # torch Linear (out, in) on x.view(B, -1)
-  kernel = peer_convert._to_flax("dense_image", "weight", weight, (c, h, w))
+  kernel = peer_convert._layout("dense_image", "weight", weight, (c, h, w), to_flax=True)
   x_nhwc = x_nchw.transpose(0, 2, 3, 1)
   np.testing.assert_allclose(x_nhwc.reshape(2, -1) @ kernel, x_nchw.reshape(2, -1) @ weight.T,
                              rtol=1e-12)
@@ -125,7 +125,7 @@ def test_conv_kernel_layout_matches_nchw_oihw_convolution():
   rng = np.random.default_rng(2)
   x_nchw = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
   weight = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)  # OIHW
-  kernel = peer_convert._to_flax("conv", "weight", weight, None)
+  kernel = peer_convert._layout("conv", "weight", weight, None, to_flax=True)
   conv = lambda x, k, dims: jax.lax.conv_general_dilated(
       x, k, (2, 2), ((1, 1), (1, 1)), dimension_numbers=dims,
       precision=jax.lax.Precision.HIGHEST)
