@@ -93,11 +93,13 @@ def rel(ours, original) -> float:
   return float(diff / scale) if scale > 0 else float(diff)
 
 
-def tree_rel(ours: dict, original: dict) -> float:
-  """`rel` of every array of two equally keyed flat dicts, the largest."""
+def tree_rel(ours: dict, original: dict, *, where: bool = False):
+  """`rel` of every array of two equally keyed flat dicts, the largest (`where`: and the
+  name of its array)."""
   if set(ours) != set(original):
     raise ValueError(f"different arrays: {sorted(set(ours) ^ set(original))}")
-  return max(rel(ours[k], original[k]) for k in original)
+  value, name = max((rel(ours[k], original[k]), k) for k in original)
+  return (value, name) if where else value
 
 
 def run_oracle(settings: dict, x_train, x_val, workdir: str) -> dict:
@@ -264,8 +266,9 @@ def compare(family, dtype, nsteps, batch, peer, x_train, x_val, task):
   exact = runs.get("float64") if dtype == "float32" else None
   rows = []
   for name in ours:
-    row = dict(quantity=name, family=family, T=nsteps, dtype=dtype,
-               max_rel=tree_rel(ours[name], theirs[name]))
+    value, array = tree_rel(ours[name], theirs[name], where=True)
+    row = dict(quantity=name, family=family, T=nsteps, dtype=dtype, max_rel=value,
+               array=array)  # the array of the largest difference (in the JSON only)
     if exact is not None:
       row["original_vs_f64"] = tree_rel(theirs[name], exact[name])
       row["ours_vs_f64"] = tree_rel(ours[name], exact[name])
