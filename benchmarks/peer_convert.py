@@ -1,0 +1,222 @@
+"""The original PyTorch networks' weights as this project's Flax variables, and back; numpy only.
+
+A PyTorch `state_dict` is taken as a flat dict `name -> numpy array` (what
+`{k: v.numpy() for k, v in module.state_dict().items()}` gives); Flax variables are the
+`{'params': ..., 'batch_stats': ...}` pytrees of `models.make_model` / `models.make_encoder`.
+Neither framework is imported here, so the conversion is testable without torch.
+
+Families (SPEC section 5), learners and task encoders:
+  * 'mlp': the original's FCNet(batch_norm=True), fc1..fc4 with bn1..bn3, fc5 the head
+    <-> `backbone/Dense_0..3`, `backbone/BatchNorm_0..2`, `head`.
+  * 'resnet18': the original's CIFAR ResNet18 (conv1, bn1, layer1..4 of two BasicBlocks with
+    conv1, bn1, conv2, bn2 and the shortcut's conv0, bn0; linear the head)
+    <-> `backbone/Conv2D_0`, `backbone/BatchNorm_0`, `backbone/BasicBlock_{2 * stage + block}`
+    with `Conv2D_0, BatchNorm_0, Conv2D_1, BatchNorm_1` and the shortcut's `Conv2D_2,
+    BatchNorm_2`; `head`.
+  * The task encoder (the original's TaskDiscoveryEncoder with proj='linear'): `backbone.*`
+    as above without the head, `projector.0` (Linear, no bias) <-> `projection`,
+    `projector.1` (BatchNorm1d, bias frozen at 0) <-> `embedding_norm` (scale only).
+
+Layouts: Linear weights `(out, in)` <-> Dense kernels `(in, out)`; convolution weights OIHW <->
+HWIO; BatchNorm weight, bias, running_mean, running_var <-> scale, bias, mean, var (values
+copied: PyTorch keeps the unbiased running variance, this project the biased one, which only
+matters in eval mode). Images are NCHW there and NHWC here, so the first Linear of an MLP, which
+sees the flattened image, has its input features reordered from (C, H, W) to (H, W, C).
+
+What the original has and this project does not (dropped on the way in; not produced on the
+way out, so load the result with `strict=False`): `num_batches_tracked`, the encoder's unused
+backbone heads (`backbone.fc5`, trainable but unused; `backbone.linear`, frozen), the zero bias
+of `projector.1` (checked to be zero; written as zeros on the way out) and `classifier.weight`
+(the task head that `set_task` overwrites: the directions are separate, see
+`task_directions_from_peer`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+FAMILIES = ("mlp", "resnet18")
+ROLES = ("learner", "encoder")
+IMAGE_SHAPE_CHW = (3, 32, 32)  # the original's CIFAR input
+
+
+class Layer(NamedTuple):
+  """One layer: its PyTorch module name, its Flax path and its kind.
+
+  kind: 'dense' (Linear with bias), 'dense_nobias', 'dense_image' (the first Linear of an
+  MLP: input features in the image's flattened order), 'conv' (no bias), 'bn', 'bn_nobias'
+  (scale only; PyTorch's bias must be zero).
+  """
+  torch: str
+  flax: tuple[str, ...]
+  kind: str
+
+
+def _backbone_layers(family: str) -> list[Layer]:
+  if family == "mlp":
+    layers = [Layer(f"fc{i + 1}", ("backbone", f"Dense_{i}"),
+                    "dense_image" if i == 0 else "dense") for i in range(4)]
+    layers += [Layer(f"bn{i + 1}", ("backbone", f"BatchNorm_{i}"), "bn") for i in range(3)]
+    return layers
+  if family == "resnet18":
+    layers = [Layer("conv1", ("backbone", "Conv2D_0"), "conv"),
+              Layer("bn1", ("backbone", "BatchNorm_0"), "bn")]
+    for stage in range(4):
+      for block in range(2):
+        t = f"layer{stage + 1}.{block}"
+        f = ("backbone", f"BasicBlock_{2 * stage + block}")
+        layers += [Layer(f"{t}.conv1", f + ("Conv2D_0",), "conv"),
+                   Layer(f"{t}.bn1", f + ("BatchNorm_0",), "bn"),
+                   Layer(f"{t}.conv2", f + ("Conv2D_1",), "conv"),
+                   Layer(f"{t}.bn2", f + ("BatchNorm_1",), "bn")]
+        if stage > 0 and block == 0:  # stride 2 and twice the channels: 1x1 conv shortcut
+          layers += [Layer(f"{t}.shortcut.conv0", f + ("Conv2D_2",), "conv"),
+                     Layer(f"{t}.shortcut.bn0", f + ("BatchNorm_2",), "bn")]
+    return layers
+  raise ValueError(f"family={family!r} is not one of {FAMILIES}")
+
+
+def layers_of(family: str, role: str) -> list[Layer]:
+  """The layers of a learner (backbone and head) or of a task encoder."""
+  if role == "learner":
+    head = "fc5" if family == "mlp" else "linear"
+    return _backbone_layers(family) + [Layer(head, ("head",), "dense")]
+  if role == "encoder":
+    return ([Layer("backbone." + l.torch, l.flax, l.kind) for l in _backbone_layers(family)]
+            + [Layer("projector.0", ("projection",), "dense_nobias"),
+               Layer("projector.1", ("embedding_norm",), "bn_nobias")])
+  raise ValueError(f"role={role!r} is not one of {ROLES}")
+
+
+def ignored_torch_keys(family: str, role: str) -> tuple[str, ...]:
+  """Name prefixes and suffixes of state-dict entries without a counterpart here."""
+  if role == "encoder":
+    head = "backbone.fc5." if family == "mlp" else "backbone.linear."
+    return (head, "classifier.", "num_batches_tracked")
+  return ("num_batches_tracked",)
+
+
+# PyTorch parameter / buffer names of each kind, with this project's name and collection.
+_ENTRIES = {
+    "dense": (("weight", "kernel", "params"), ("bias", "bias", "params")),
+    "dense_nobias": (("weight", "kernel", "params"),),
+    "dense_image": (("weight", "kernel", "params"), ("bias", "bias", "params")),
+    "conv": (("weight", "kernel", "params"),),
+    "bn": (("weight", "scale", "params"), ("bias", "bias", "params"),
+           ("running_mean", "mean", "batch_stats"), ("running_var", "var", "batch_stats")),
+    "bn_nobias": (("weight", "scale", "params"), ("running_mean", "mean", "batch_stats"),
+                  ("running_var", "var", "batch_stats")),
+}
+
+
+def _layout(kind: str, name: str, value: np.ndarray, image_chw, *, to_flax: bool
+            ) -> np.ndarray:
+  """One array in the other framework's layout (`to_flax`: PyTorch's -> this project's)."""
+  if name != "weight" or kind.startswith("bn"):
+    return value
+  if kind == "conv":  # OIHW <-> HWIO
+    return value.transpose((2, 3, 1, 0) if to_flax else (3, 2, 0, 1))
+  if kind == "dense_image":  # input features (C, H, W) <-> (H, W, C)
+    c, h, w = image_chw
+    if to_flax:
+      return value.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, -1)
+    return value.reshape(h, w, c, -1).transpose(3, 2, 0, 1).reshape(-1, c * h * w)
+  return value.T  # (out, in) <-> (in, out)
+
+
+def _set(tree: dict, path: tuple[str, ...], value) -> None:
+  for key in path[:-1]:
+    tree = tree.setdefault(key, {})
+  if path[-1] in tree:
+    raise ValueError(f"two layers write {'/'.join(path)}")
+  tree[path[-1]] = value
+
+
+def _get(tree: dict, path: tuple[str, ...]):
+  for key in path:
+    tree = tree[key]
+  return tree
+
+
+def _flatten(tree: dict, prefix: tuple[str, ...] = ()) -> dict:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flatten(value, prefix + (key,)))
+    else:
+      out[prefix + (key,)] = value
+  return out
+
+
+def torch_to_flax(state_dict: dict, family: str, role: str, *, params_only: bool = False,
+                  image_chw=IMAGE_SHAPE_CHW) -> dict:
+  """A PyTorch state dict (name -> array) as `{'params', 'batch_stats'}` of this project.
+
+  `params_only`: the dict holds parameters only (e.g. `named_parameters()`), no BatchNorm
+  buffers; the result then has `params` alone. Every entry of `state_dict` must be converted
+  or listed by `ignored_torch_keys`, and every layer found: a missed layer is an error.
+  """
+  out = {"params": {}} if params_only else {"params": {}, "batch_stats": {}}
+  used = set()
+  for layer in layers_of(family, role):
+    for name, flax_name, collection in _ENTRIES[layer.kind]:
+      if params_only and collection != "params":
+        continue
+      key = f"{layer.torch}.{name}"
+      if key not in state_dict:
+        raise KeyError(f"{key} missing from the state dict ({family} {role})")
+      value = np.asarray(state_dict[key])
+      _set(out[collection], layer.flax + (flax_name,), _layout(layer.kind, name, value,
+                                                               image_chw, to_flax=True))
+      used.add(key)
+    if layer.kind == "bn_nobias" and f"{layer.torch}.bias" in state_dict:
+      bias = np.asarray(state_dict[f"{layer.torch}.bias"])
+      if np.any(bias != 0):
+        raise ValueError(f"{layer.torch}.bias is not zero: this project's layer has no offset")
+      used.add(f"{layer.torch}.bias")
+  ignored = ignored_torch_keys(family, role)
+  left = [k for k in state_dict if k not in used
+          and not any(k.startswith(p) or k.endswith(p) for p in ignored)]
+  if left:
+    raise ValueError(f"state-dict entries without a counterpart ({family} {role}): {left}")
+  return out
+
+
+def flax_to_torch(variables: dict, family: str, role: str, *, image_chw=IMAGE_SHAPE_CHW
+                  ) -> dict:
+  """This project's variables as a PyTorch state dict (name -> array), `torch_to_flax`'s
+  inverse. Every leaf of `variables` must belong to a layer (a missed one is an error);
+  `batch_stats` may be absent (parameters only)."""
+  out = {}
+  used = set()
+  collections = [c for c in ("params", "batch_stats") if variables.get(c)]
+  for layer in layers_of(family, role):
+    for name, flax_name, collection in _ENTRIES[layer.kind]:
+      if collection not in collections:
+        continue
+      path = layer.flax + (flax_name,)
+      value = np.asarray(_get(variables[collection], path))
+      out[f"{layer.torch}.{name}"] = _layout(layer.kind, name, value, image_chw,
+                                                 to_flax=False)
+      used.add((collection,) + path)
+    if layer.kind == "bn_nobias":
+      scale = np.asarray(_get(variables["params"], layer.flax + ("scale",)))
+      out[f"{layer.torch}.bias"] = np.zeros_like(scale)
+  left = [("/".join(k)) for c in collections for k in _flatten(variables[c], (c,))
+          if k not in used]
+  if left:
+    raise ValueError(f"variables without a PyTorch counterpart ({family} {role}): {left}")
+  return out
+
+
+def task_directions_from_peer(linear_tasks: np.ndarray) -> np.ndarray:
+  """The original's task directions `[n, d]` as this project's.
+
+  The original's task j has logits `task_temp * [<w_j, h>, -<w_j, h>]` (`set_task`), this
+  project's `temperature * [-<w, h>, <w, h>]` (`task_network.task_logits`): the same task with
+  w = -w_j, its classes 0 and 1 exchanged in name only. The learners see the same soft labels
+  on the same outputs either way.
+  """
+  return -np.asarray(linear_tasks)
