@@ -54,11 +54,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from task_discovery import config as config_lib
-from task_discovery import inner_loop
-from task_discovery import meta
 from task_discovery import models
-from task_discovery import optimizers
-from task_discovery import task_network
+from task_discovery.method import inner_loop
+from task_discovery.method import meta
+from task_discovery.method import optimizers
+from task_discovery.models import task_network
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

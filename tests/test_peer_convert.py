@@ -136,7 +136,7 @@ def test_conv_kernel_layout_matches_nchw_oihw_convolution():
 
 
 def test_task_directions_give_the_original_task_logits():
-  from task_discovery import task_network
+  from task_discovery.models import task_network
   rng = np.random.default_rng(3)
   h, w = rng.standard_normal((6, 4)), rng.standard_normal((1, 4))
   ours = task_network.task_logits(h, peer_convert.task_directions_from_peer(w), 5.0)[0]
