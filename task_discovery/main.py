@@ -140,11 +140,12 @@ def main(argv):
     if _CONFIG.value.seed != config_lib.base().seed:
       logging.warning("--seeds=%s replaces config.seed=%d", _SEEDS.value, _CONFIG.value.seed)
     run_seeds(_CONFIG.value, workdir, seeds, break_lock=_BREAK_LOCK.value)
+    logging.info("done: results in %s", workdir)
   else:
     result = run_job(_CONFIG.value, workdir, break_lock=_BREAK_LOCK.value)
-  logging.info("done: results in %s", workdir)
-  if not _SEEDS.value and _CONFIG.value.job == "discover" and workdir_lib.Workdir(workdir).writes:
-    print("\n".join(closing_lines(result, _WORKDIR.value)), flush=True)
+    logging.info("done: results in %s", workdir)
+    if _CONFIG.value.job == "discover" and workdir_lib.Workdir(workdir).writes:
+      print("\n".join(closing_lines(result, _WORKDIR.value)), flush=True)
 
 
 def closing_lines(report: dict, workdir: str) -> list[str]:

@@ -40,6 +40,7 @@ SHARED_FIXTURES = ("finished_run", "families", "executed", "workdirs", "trained"
 
 def pytest_itemcollected(item):
   # At collection, before any `pytest_collection_modifyitems` (xdist's reads the marks there).
-  shared = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
-  if shared:  # `--dist loadgroup` keeps a group on one worker; without xdist a mark is inert
-    item.add_marker(pytest.mark.xdist_group(item.module.__name__ + "." + shared[0]))
+  # The fixtures are module-scoped, so the group is the module: fixtures built on one another
+  # (the notebook's `executed` on `workdirs`) then always land on one worker.
+  if any(name in SHARED_FIXTURES for name in getattr(item, "fixturenames", ())):
+    item.add_marker(pytest.mark.xdist_group(item.module.__name__))  # inert without xdist
