@@ -11,7 +11,8 @@ Workloads (synthetic N(0, 1) images 32x32x3, d = 32 tasks, as `../shared/peer/be
   b: ResNet-18 learners + ResNet-18 encoder, T = 5, batch 64, held-out batch 64.
   c: `configs/cifar.py` (ResNet-18, T = 50, batch 512): XLA's memory plan of one meta-step
      (temp + arguments + outputs - aliased bytes, `compiled.memory_analysis()`), compile only,
-     for each convolution implementation, T = 50 and 200, with and without `inner.remat_block`.
+     for each convolution implementation, T = 50 and 200, with and without `inner.remat_block`,
+     and at T = 50 with `inner.microbatch_size` 64 and 32.
   meta_batch: workload a at meta-batch 1 and 4: seconds per task.
   gpu: configs/cifar.py at meta-batch 1, 2, 4, 8: seconds per meta-step, device memory,
      executed dot FLOP/s against a matmul timed in the same process.
@@ -193,10 +194,13 @@ def plan(workloads: list[str]) -> list[dict]:
     elif w == "c":
       # T = 51 - T = 50: memory per extra unrolled step; T = 200 with blocks of 14 steps
       # (about sqrt(T)): the nested-checkpointing option.
+      # inner.microbatch_size: each learner's 256 images in microbatches of 64 and 32.
       for conv in ("im2col", "xla"):
-        for unroll, block in ((50, 0), (51, 0), (200, 14)):
+        for unroll, block, micro in ((50, 0, 0), (51, 0, 0), (200, 14, 0), (50, 0, 64),
+                                     (50, 0, 32)):
           specs.append(dict(workload="c", cifar=True, plan_only=True, overrides={
-              "model.conv_impl": conv, "inner.num_steps": unroll, "inner.remat_block": block}))
+              "model.conv_impl": conv, "inner.num_steps": unroll, "inner.remat_block": block,
+              "inner.microbatch_size": micro}))
     elif w == "meta_batch":
       for m in (1, 4):
         specs.append(dict(WORKLOADS["a"][0], workload=w, overrides={

@@ -139,6 +139,11 @@ def base() -> ml_collections.ConfigDict:
       # > 0: also checkpoint blocks of this many steps (nested remat): memory ~ T/K + K learner
       # carries instead of T, for one more forward of the unroll (benchmarks/README.md).
       remat_block=0,
+      # > 0: each learner's gradient is the mean over microbatches of this many images, one
+      # at a time under jax.checkpoint: the meta-gradient's working set shrinks with it, but
+      # BatchNorm then normalises each microbatch by its own statistics (method/inner_loop.py);
+      # 0: the whole batch, as the original. Weight-space learners only.
+      microbatch_size=0,
       # Task-network forwards over the T inner batches: 'batched' (one call for all T batches,
       # activations kept: MLP encoders), 'per_step' (a checkpointed scan, one batch of
       # activations at a time: conv encoders), 'auto' (batched for 'mlp', else per_step).
@@ -294,6 +299,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _check(c.inner.learner_updates in ("auto", "weights", "samples"), "inner.learner_updates",
          "must be 'auto', 'weights' or 'samples'")
   _check(c.inner.remat_block >= 0, "inner.remat_block", "must be >= 0 (0 = off)")
+  microbatch = c.inner.get("microbatch_size", 0)
+  per_learner = c.inner.batch_size // (c.inner.num_learners if c.inner.data_mode == "meta"
+                                       else 1)
+  _check(microbatch >= 0 and (microbatch == 0 or per_learner % microbatch == 0),
+         "inner.microbatch_size", f"must be 0 (off) or divide a learner's batch of {per_learner}")
+  _check(not (microbatch and c.inner.learner_updates == "samples"), "inner.microbatch_size",
+         "must be 0 with inner.learner_updates='samples' (only weight-space learners are "
+         "microbatched); use learner_updates='auto' or 'weights'")
   _check(c.inner.encoder_mode in ("auto", "batched", "per_step"), "inner.encoder_mode",
          "must be 'auto', 'batched' or 'per_step'")
   _check(c.inner.optimizer != "adam" or c.inner.eps_root > 0, "inner.eps_root",

@@ -125,6 +125,10 @@ BAD_VALUES = [
     ([('meta.estimator', 'pes'), ('inner.num_steps', 10), ('meta.truncation_length', 4)],
      'meta.truncation_length'),
     ([('meta.estimator', 'pes'), ('inner.learner_updates', 'samples')], 'inner.learner_updates'),
+    ([('inner.microbatch_size', 100)], 'inner.microbatch_size'),  # 256 per learner
+    ([('inner.microbatch_size', -1)], 'inner.microbatch_size'),
+    ([('inner.learner_updates', 'samples'), ('inner.microbatch_size', 64)],
+     'inner.microbatch_size'),
     ([('meta.es_sigma', 0.0)], 'meta.es_sigma'),
     ([('meta.es_num_pairs', 0)], 'meta.es_num_pairs'),
     ([('meta.estimator', 'truncated'), ('inner.num_steps', 10), ('meta.truncation_length', 11)],

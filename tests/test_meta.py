@@ -181,6 +181,34 @@ def test_block_remat_equals_step_remat(learner_updates):
   numerics.assert_close_to_scale(results[1][3], results[0][3], rtol=1e-10)
 
 
+@pytest.mark.parametrize("data_mode", ["meta", "full"])
+def test_microbatched_learner_gradients_equal_the_full_batch_without_batch_norm(data_mode):
+  """Without BatchNorm (one hidden layer) the mean of the microbatches' gradients is the batch
+  gradient: the unroll, J and its meta-gradient agree to float64 rounding."""
+  def run(microbatch):
+    config = tiny_config(data_mode=data_mode, learner_updates="weights",
+                         microbatch_size=microbatch)
+    config.learner.mlp_widths = (8,)
+    return _loss_and_grad(config)
+  with jax.enable_x64(True):
+    full, micro = run(0), run(4)
+  np.testing.assert_allclose(micro[0], full[0], rtol=1e-12)
+  np.testing.assert_allclose(micro[1]["inner_loss_last"], full[1]["inner_loss_last"], rtol=1e-12)
+  numerics.assert_close_to_scale(micro[3], full[3], rtol=1e-10)
+  # the learners moved (new batches each step, so the loss need not fall)
+  assert not np.allclose(full[1]["inner_loss_last"], full[1]["inner_loss_first"], rtol=1e-3)
+
+
+def test_microbatches_normalise_batch_norm_per_microbatch():
+  """With BatchNorm the microbatched step is a different function ("ghost" batch norm): J moves
+  by more than rounding. A microbatch the size of the batch is the batch."""
+  with jax.enable_x64(True):
+    full, whole, micro = [_loss_and_grad(tiny_config(learner_updates="weights",
+                                                     microbatch_size=m)) for m in (0, 8, 2)]
+  np.testing.assert_allclose(whole[0], full[0], rtol=1e-14)
+  assert abs(float(micro[0]) - float(full[0])) > 1e-6 * abs(float(full[0]))
+
+
 def test_as_loss_gradient_reaches_theta_only_through_soft_labels():
   """With the diversity term off, theta influences J only through the learners' training."""
   config = tiny_config()

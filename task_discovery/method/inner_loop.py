@@ -52,8 +52,18 @@ def soft_cross_entropy(target_probs: jax.Array, logits: jax.Array) -> jax.Array:
 
 
 def make_learner_step(model: models.Model, optimizer: optax.GradientTransformation,
-                      loss: Callable[[jax.Array, Any], jax.Array]) -> Callable:
+                      loss: Callable[[jax.Array, Any], jax.Array], *,
+                      microbatch_size: int = 0) -> Callable:
   """One optimiser step of one learner in training mode, for any loss of its logits.
+
+  `microbatch_size = m > 0` (it must divide the batch): the gradient is the mean of the
+  gradients of the batch's microbatches of m images, each computed under `jax.checkpoint` in a
+  scan, so differentiating the step (the meta-gradient) holds one microbatch's forward and
+  backward intermediates at a time instead of the batch's. For a mean loss this is the full
+  batch's gradient exactly, except for BatchNorm: its batch statistics are those of each
+  microbatch ("ghost" batch norm), which changes the function; 0 (the default) keeps the
+  whole batch's statistics, as the original. The running statistics returned are the mean of
+  the microbatches' updates.
 
   Returns:
     `step(params, batch_stats, opt_state, x, targets) -> (params, batch_stats, opt_state,
@@ -66,9 +76,27 @@ def make_learner_step(model: models.Model, optimizer: optax.GradientTransformati
     logits, new_batch_stats = model.apply({"params": params, "batch_stats": batch_stats}, x, True)
     return loss(logits, targets), new_batch_stats
 
+  value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def microbatched(params, batch_stats, x, targets):
+    count = x.shape[0] // microbatch_size
+    split = lambda a: a.reshape((count, microbatch_size) + a.shape[1:])
+    one = jax.checkpoint(lambda xt: value_and_grad(params, batch_stats, *xt))
+    zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(one, (split(x)[0], split(targets)[0])))
+
+    def add(total, xt):
+      return jax.tree.map(jnp.add, total, one(xt)), None
+    total, _ = jax.lax.scan(add, zeros, (split(x), split(targets)))
+    return jax.tree.map(lambda a: a / count, total)
+
   def step(params, batch_stats, opt_state, x, targets):
-    (value, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        params, batch_stats, x, targets)
+    if microbatch_size and microbatch_size < x.shape[0]:
+      if x.shape[0] % microbatch_size:
+        raise ValueError(f"inner.microbatch_size={microbatch_size} does not divide a "
+                         f"learner's batch of {x.shape[0]} images.")
+      (value, batch_stats), grads = microbatched(params, batch_stats, x, targets)
+    else:
+      (value, batch_stats), grads = value_and_grad(params, batch_stats, x, targets)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), batch_stats, opt_state, value
 
@@ -88,13 +116,14 @@ def learner_inputs(x: jax.Array, num_tasks: int, num_learners: int, data_mode: s
 
 def weight_space(learner: models.Model, optimizer: optax.GradientTransformation, params,
                  batch_stats, images: jax.Array, heldout_x: jax.Array, *, num_tasks: int,
-                 num_learners: int, data_mode: str) -> Unroll:
+                 num_learners: int, data_mode: str, microbatch_size: int = 0) -> Unroll:
   """Learners as parameters + optimiser state; `params`/`batch_stats` have leading axis K.
 
   The running statistics are not carried (nothing reads them: the learners stay in training
   mode on the held-out batch), so every step starts from `batch_stats`."""
   one = make_learner_step(learner, optimizer,
-                          lambda logits, probs: soft_cross_entropy(probs, logits))
+                          lambda logits, probs: soft_cross_entropy(probs, logits),
+                          microbatch_size=microbatch_size)
   over_learners = jax.vmap(one, in_axes=(0, 0, 0, 0 if data_mode == "meta" else None, 0))
 
   def step(carry, xs):
@@ -131,7 +160,7 @@ def use_sample_space(learner: models.Model, inner, input_features: int) -> bool:
   kernel's `input_features` rows, so memory and FLOPs both shrink.
   """
   mode = inner.get("learner_updates", "auto")
-  if mode == "weights":
+  if mode == "weights" or (mode == "auto" and inner.get("microbatch_size", 0)):
     return False
   possible = learner.input_layer is not None and inner.optimizer == "sgd"
   if mode == "samples":

@@ -207,7 +207,8 @@ def make_learners(setup: LossSetup, learner_vars, images, batch_idx, heldout_x,
                                    flat.get("batch_stats", {}), images, batch_idx, heldout_x,
                                    **kwargs)
   return inner_loop.weight_space(setup.learner, setup.optimizer, flat["params"],
-                                 flat.get("batch_stats", {}), images, heldout_x, **kwargs)
+                                 flat.get("batch_stats", {}), images, heldout_x,
+                                 microbatch_size=int(inner.get("microbatch_size", 0)), **kwargs)
 
 
 def initial_carry(steps: inner_loop.Unroll, start, reset):
