@@ -273,6 +273,11 @@ def load_config_json(path: str) -> ml_collections.ConfigDict:
   return config
 
 
+def learner_batch_size(inner: ml_collections.ConfigDict) -> int:
+  """Images each learner sees per inner step: its share of the batch ('meta') or all of it."""
+  return inner.batch_size // (inner.num_learners if inner.data_mode == "meta" else 1)
+
+
 def _check(ok: bool, field: str, message: str) -> None:
   if not ok:
     raise ValueError(f"config.{field}: {message}")
@@ -300,8 +305,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
          "must be 'auto', 'weights' or 'samples'")
   _check(c.inner.remat_block >= 0, "inner.remat_block", "must be >= 0 (0 = off)")
   microbatch = c.inner.get("microbatch_size", 0)
-  per_learner = c.inner.batch_size // (c.inner.num_learners if c.inner.data_mode == "meta"
-                                       else 1)
+  per_learner = learner_batch_size(c.inner)
   _check(microbatch >= 0 and (microbatch == 0 or per_learner % microbatch == 0),
          "inner.microbatch_size", f"must be 0 (off) or divide a learner's batch of {per_learner}")
   _check(not (microbatch and c.inner.learner_updates == "samples"), "inner.microbatch_size",

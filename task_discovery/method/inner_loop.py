@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from task_discovery import config as config_lib
 from task_discovery import models
 
 
@@ -171,8 +172,8 @@ def use_sample_space(learner: models.Model, inner, input_features: int) -> bool:
     return True
   if mode != "auto":
     raise ValueError(f"inner.learner_updates={mode!r} is not one of 'auto', 'weights', 'samples'")
-  per_learner = inner.batch_size // (inner.num_learners if inner.data_mode == "meta" else 1)
-  return possible and inner.num_steps * per_learner <= input_features // 2
+  return possible and (inner.num_steps * config_lib.learner_batch_size(inner)
+                       <= input_features // 2)
 
 
 def sample_space(learner: models.Model, learning_rate: float, params, batch_stats,
