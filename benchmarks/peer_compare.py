@@ -11,8 +11,12 @@ Workloads (synthetic N(0, 1) images 32x32x3, d = 32 tasks, as `../shared/peer/be
   b: ResNet-18 learners + ResNet-18 encoder, T = 5, batch 64, held-out batch 64.
   c: `configs/cifar.py` (ResNet-18, T = 50, batch 512): XLA's memory plan of one meta-step
      (temp + arguments + outputs - aliased bytes, `compiled.memory_analysis()`), compile only,
-     for each convolution implementation, T = 50 and 200, with and without `inner.remat_block`,
-     and at T = 50 with `inner.microbatch_size` 64 and 32.
+     for each convolution implementation at T = 50; for the CPU default (canonical) also
+     T = 51, T = 200 with `inner.remat_block`, and `inner.microbatch_size` 64 and 32.
+  e: the small CNN (widths 16-32-64) as learners and encoder on Fashion-MNIST-shaped images
+     (28x28x1): `configs/fashion_mnist.py` with `learner.name = task.encoder.name = 'cnn'`,
+     T = 20, batch 256, held-out batch 512, d = 8; with `--baseline_root=DIR` (a checkout of
+     an earlier commit) the same record runs on that code too, alternating, round by round.
   meta_batch: workload a at meta-batch 1 and 4: seconds per task.
   gpu: configs/cifar.py at meta-batch 1, 2, 4, 8: seconds per meta-step, device memory,
      executed dot FLOP/s against a matmul timed in the same process.
@@ -54,7 +58,9 @@ WORKLOADS = {
 
 def _config(spec: dict):
   from task_discovery import config as config_lib
-  if spec.get("cifar"):
+  if spec.get("config"):  # a config file of the checkout the child runs in (its cwd)
+    c = config_lib.load_config_file(os.path.join("configs", spec["config"]))
+  elif spec.get("cifar"):
     c = config_lib.load_config_file(os.path.join(ROOT, "configs", "cifar.py"))
   else:
     c = config_lib.base()
@@ -67,21 +73,24 @@ def _config(spec: dict):
   for key, value in spec.get("overrides", {}).items():
     if key.startswith("model."):  # both networks: learner and encoder
       c.learner[key[6:]] = c.task.encoder[key[6:]] = value
-    else:
-      section, field = key.split(".", 1)
-      c[section][field] = value
+    else:  # a dotted path, as on the command line
+      *sections, field = key.split(".")
+      node = c
+      for section in sections:
+        node = node[section]
+      node[field] = value
   config_lib.validate(c)
   return c
 
 
-def _build(c, n_images: int, abstract: bool):
+def _build(c, n_images: int, abstract: bool, shape=(32, 32, 3)):
   import jax
   import jax.numpy as jnp
   from task_discovery import models
   from task_discovery.jobs import discovery
   from task_discovery.method import meta
   from task_discovery.run import sharding
-  shape = (32, 32, 3)
+  shape = tuple(shape)
   encoder, learner = models.build_models(c, shape)
   mesh = sharding.make_mesh(1)
   step = discovery.jit_meta_step(encoder, learner, c, mesh)
@@ -111,14 +120,17 @@ def child(spec: dict) -> dict:
   """One record, in this process: a timed run or (spec['plan_only']) a memory plan."""
   import jax
   c = _config(spec)
-  record = {"spec": spec, "backend": jax.default_backend()}
+  import task_discovery
+  record = {"spec": spec, "backend": jax.default_backend(),
+            "library": os.path.dirname(os.path.dirname(task_discovery.__file__))}
   if spec.get("plan_only"):
     step, state, data = _build(c, 50000 if spec.get("cifar") else 2048, abstract=True)
     t = time.perf_counter()
     compiled = step.lower(state, data).compile()
     record.update(_plan_bytes(compiled), compile_s=time.perf_counter() - t)
     return record
-  step, state, data = _build(c, spec.get("n_images", 2048), abstract=False)
+  step, state, data = _build(c, spec.get("n_images", 2048), abstract=False,
+                             shape=spec.get("image_shape", (32, 32, 3)))
   times = []
   t0 = time.perf_counter()
   step = step.lower(state, data).compile()  # compiled once; its HLO serves the FLOP count
@@ -164,9 +176,11 @@ def _run_json(cmd: list[str], timeout_s: float, tag: dict, **kwargs) -> dict:
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _run_child(spec: dict, timeout_s: float) -> dict:
+def _run_child(spec: dict, timeout_s: float, root: str = ROOT) -> dict:
+  """One record in a fresh process, importing the library of the checkout `root`."""
   cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)]
-  return _run_json(cmd, timeout_s, {"spec": spec}, cwd=ROOT)
+  env = dict(os.environ, PYTHONPATH=os.path.abspath(root))
+  return _run_json(cmd, timeout_s, {"spec": spec}, cwd=root, env=env)
 
 
 def _run_peer(flags: str, python: str, repo: str, timeout_s: float) -> dict:
@@ -182,6 +196,12 @@ def _run_peer(flags: str, python: str, repo: str, timeout_s: float) -> dict:
           "median_cpu_s": None if share is None else r["median_s"] * share * os.cpu_count()}
 
 
+def _commit(root: str) -> str:
+  out = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
+                       text=True)
+  return out.stdout.strip()
+
+
 def plan(workloads: list[str]) -> list[dict]:
   """Project records per workload (peer records are added by `main`)."""
   specs = []
@@ -195,12 +215,18 @@ def plan(workloads: list[str]) -> list[dict]:
       # T = 51 - T = 50: memory per extra unrolled step; T = 200 with blocks of 14 steps
       # (about sqrt(T)): the nested-checkpointing option.
       # inner.microbatch_size: each learner's 256 images in microbatches of 64 and 32.
-      for conv in ("im2col", "xla"):
-        for unroll, block, micro in ((50, 0, 0), (51, 0, 0), (200, 14, 0), (50, 0, 64),
-                                     (50, 0, 32)):
+      for conv in ("canonical", "im2col", "xla"):
+        variants = ((50, 0, 0), (51, 0, 0), (200, 14, 0), (50, 0, 64), (50, 0, 32))
+        for unroll, block, micro in (variants if conv == "canonical" else variants[:1]):
           specs.append(dict(workload="c", cifar=True, plan_only=True, overrides={
               "model.conv_impl": conv, "inner.num_steps": unroll, "inner.remat_block": block,
               "inner.microbatch_size": micro}))
+    elif w == "e":
+      specs.append(dict(workload="e", config="fashion_mnist.py", image_shape=(28, 28, 1),
+                        n_images=4096, timed=3, warmup=1, flops=True, overrides={
+                            "learner.name": "cnn", "task.encoder.name": "cnn",
+                            "learner.cnn_widths": (16, 32, 64),
+                            "task.encoder.cnn_widths": (16, 32, 64)}))
     elif w == "meta_batch":
       for m in (1, 4):
         specs.append(dict(WORKLOADS["a"][0], workload=w, overrides={
@@ -220,6 +246,8 @@ def main(argv=None) -> None:
   p.add_argument("--rounds", type=int, default=1, help="alternating rounds (peer, project)")
   p.add_argument("--peer_python", default="", help="python of the original's venv ('' = skip)")
   p.add_argument("--peer_repo", default="", help="checkout of the original code")
+  p.add_argument("--baseline_root", default="",
+                 help="checkout of an earlier commit: its records run beside this one's")
   p.add_argument("--timeout_s", type=float, default=3600)
   p.add_argument("--out", default="", help="also write the JSON here")
   p.add_argument("--child", default="", help=argparse.SUPPRESS)
@@ -237,9 +265,13 @@ def main(argv=None) -> None:
         records.append(rec)
         print(json.dumps(rec), file=sys.stderr, flush=True)
       for spec in plan([w]):
-        rec = dict(_run_child(spec, args.timeout_s), workload=w, round=r, who="project")
-        records.append(rec)
-        print(json.dumps(rec), file=sys.stderr, flush=True)
+        roots = [("project", ROOT)] + ([("baseline", args.baseline_root)]
+                                       if args.baseline_root else [])
+        for who, root in (roots if r % 2 == 0 else roots[::-1]):  # alternate who goes first
+          rec = dict(_run_child(spec, args.timeout_s, root), workload=w, round=r, who=who,
+                     root=os.path.abspath(root), commit=_commit(root))
+          records.append(rec)
+          print(json.dumps(rec), file=sys.stderr, flush=True)
   result = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "loadavg_end": os.getloadavg(), "records": records}
   text = json.dumps(result, indent=1)

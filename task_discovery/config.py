@@ -42,7 +42,8 @@ def model_config(name: str = "resnet18") -> ml_collections.ConfigDict:
       # 'torch' (original): PyTorch's defaults, U(+-1/sqrt(fan_in)) kernels and biases, ViT
       # tokens N(0, 1) | 'flax': Flax's defaults (LeCun-normal kernels, zero biases, N(0, 0.02)).
       init="torch",
-      conv_impl="auto",                # 'auto' (im2col on CPU, XLA conv elsewhere) | 'xla' | 'im2col'
+      # 'auto' (canonical on CPU, XLA conv elsewhere) | 'xla' | 'im2col' | 'canonical'
+      conv_impl="auto",
   ))
 
 

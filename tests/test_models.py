@@ -156,7 +156,7 @@ def test_conv2d_impls_agree(kernel_size, strides, size, use_bias):
   assert params["params"]["kernel"].shape == (kernel_size, kernel_size, 3, 4)
   expected_size = (size - 1) // strides + 1  # padding kernel_size // 2 on each side
   results = []
-  for impl in ("xla", "im2col"):
+  for impl in ("xla", "im2col", "canonical"):
     f = lambda p, x, impl=impl: make(impl).apply(p, x)
     y = f(params, x)
     assert y.shape == (2, expected_size, expected_size, 4)
@@ -171,7 +171,7 @@ def _impl_grads(module_for_impl, x):
   out = jax.eval_shape(functools.partial(module_for_impl("xla").apply, train=False), variables, x)
   weights = _normal(1, out.shape)
   results = []
-  for impl in ("xla", "im2col"):
+  for impl in ("xla", "im2col", "canonical"):
     def loss(params, module=module_for_impl(impl)):
       out, updates = module.apply({**variables, "params": params}, x, train=True,
                                   mutable=["batch_stats"])
@@ -183,19 +183,23 @@ def _impl_grads(module_for_impl, x):
 @pytest.mark.parametrize("strides,features", [(1, 4), (2, 6)])
 def test_resnet_block_conv_impls_agree(strides, features):
   x = _normal(2, (4, 6, 6, 4))
-  xla, im2col = _impl_grads(lambda impl: models.BasicBlock(features, strides, impl), x)
+  xla, im2col, canonical = _impl_grads(lambda impl: models.BasicBlock(features, strides, impl), x)
   numerics.assert_close_to_scale(xla, im2col, rtol=1e-5)
+  numerics.assert_close_to_scale(xla, canonical, rtol=1e-5)
 
 
 def test_cnn_conv_impls_agree():
   x = _normal(2, (4, 9, 9, 2))
-  xla, im2col = _impl_grads(lambda impl: models.CNN((4, 6, 8), impl), x)
+  xla, im2col, canonical = _impl_grads(lambda impl: models.CNN((4, 6, 8), impl), x)
   numerics.assert_close_to_scale(xla, im2col, rtol=1e-5)
+  numerics.assert_close_to_scale(xla, canonical, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name,num_convs", [("cnn", 2), ("resnet18", 20)])
 def test_conv_impl_reaches_every_conv(name, num_convs):
-  for impl, expected in (("xla", num_convs), ("im2col", 0)):
+  # canonical: every 3x3 convolution (the 1x1 shortcuts of ResNet-18 are matmuls)
+  for impl, expected in (("xla", num_convs), ("im2col", 0),
+                         ("canonical", num_convs - 3 * (name == "resnet18"))):
     model = models.make_model(_config(name, conv_impl=impl), input_shape=(8, 8, 3), num_outputs=2)
     variables = jax.eval_shape(model.init, jax.random.key(0))
     jaxpr = jax.make_jaxpr(functools.partial(model.apply, train=True))(
@@ -215,7 +219,7 @@ def test_vmapped_apply_equals_loop():
   assert not np.allclose(vmapped[0][0][0], vmapped[0][0][1])
 
 
-@pytest.mark.parametrize("impl", ["xla", "im2col"])
+@pytest.mark.parametrize("impl", ["xla", "im2col", "canonical"])
 def test_meta_gradient_through_scanned_checkpointed_steps(impl):
   """Grad through 2 scanned, rematerialised inner SGD steps (second order) matches finite diffs."""
   with jax.enable_x64(True):
@@ -305,10 +309,11 @@ def test_bad_configs():
 
 def test_resolve_conv_impl():
   assert jax.default_backend() == "cpu"
-  assert models.resolve_conv_impl("auto") == "im2col"
+  assert models.resolve_conv_impl("auto") == "canonical"
   assert models.resolve_conv_impl("xla") == "xla"
   assert models.resolve_conv_impl("im2col") == "im2col"
-  with pytest.raises(ValueError, match=r"conv_impl='fft'.*'auto', 'xla', 'im2col'"):
+  assert models.resolve_conv_impl("canonical") == "canonical"
+  with pytest.raises(ValueError, match=r"conv_impl='fft'.*'auto', 'xla', 'im2col', 'canonical'"):
     models.resolve_conv_impl("fft")
 
 

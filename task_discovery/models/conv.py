@@ -1,5 +1,6 @@
-"""Square 2-D convolution (`Conv2D`) and its two implementations: XLA's, and im2col (one matmul
-whose patches are never kept), with the choice between them per backend (`resolve_conv_impl`).
+"""Square 2-D convolution (`Conv2D`) and its three implementations: XLA's, im2col (one matmul
+whose patches are never kept) and canonical (every derivative a channel-last convolution,
+`models/canonical_conv.py`), with the choice between them per backend (`resolve_conv_impl`).
 
 Padding is PyTorch's explicit symmetric ``kernel_size // 2`` (1 for 3x3, 0 for 1x1), so a
 stride-2 3x3 conv maps 32 -> 16 exactly like the PyTorch original. This differs from
@@ -15,21 +16,25 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-_CONV_IMPLS = ("auto", "xla", "im2col")
+from task_discovery.models import canonical_conv
+
+_CONV_IMPLS = ("auto", "xla", "im2col", "canonical")
 
 
 def resolve_conv_impl(conv_impl: str) -> str:
   """Maps ``'auto'`` to the convolution implementation suited to the default backend.
 
   XLA:CPU differentiates convolutions inside ``lax.scan`` 15-50x slower than in a Python loop
-  (jax-ml/jax#12868); an im2col convolution is a plain matmul and has no such cliff. On GPU/TPU
-  the native convolution is the better choice.
+  (jax-ml/jax#12868): autodiff's kernel gradient and vmap's grouped convolutions leave its fast
+  channel-last kernel. ``'canonical'`` keeps every convolution of the meta-gradient on it and
+  beats im2col's patch traffic (benchmarks/README.md: 1.1x on the small CNN, about 2x on
+  ResNet-18). On GPU/TPU the native convolution is the better choice.
 
   Args:
-    conv_impl: ``'auto'``, ``'xla'`` or ``'im2col'``.
+    conv_impl: ``'auto'``, ``'xla'``, ``'im2col'`` or ``'canonical'``.
 
   Returns:
-    ``'xla'`` or ``'im2col'``.
+    ``'xla'``, ``'im2col'`` or ``'canonical'``.
 
   Raises:
     ValueError: for any other value.
@@ -37,7 +42,7 @@ def resolve_conv_impl(conv_impl: str) -> str:
   if conv_impl not in _CONV_IMPLS:
     raise ValueError(f"conv_impl={conv_impl!r} is not one of {_CONV_IMPLS}.")
   if conv_impl == "auto":
-    return "im2col" if jax.default_backend() == "cpu" else "xla"
+    return "canonical" if jax.default_backend() == "cpu" else "xla"
   return conv_impl
 
 
@@ -109,8 +114,10 @@ class Conv2D(nn.Module):
     kernel_size: Spatial size ``k`` of the square kernel.
     strides: Stride in both spatial dimensions.
     use_bias: Whether to add a bias.
-    impl: ``'xla'`` (``lax.conv_general_dilated``) or ``'im2col'`` (shifted strided slices
-      concatenated on channels, then one matmul). Both compute the same function.
+    impl: ``'xla'`` (``lax.conv_general_dilated``), ``'im2col'`` (shifted strided slices
+      concatenated on channels, then one matmul) or ``'canonical'`` (`canonical_conv.conv2d`:
+      XLA's convolution with derivatives of every order as channel-last convolutions). All
+      compute the same function.
     dtype: Parameter and compute dtype.
   """
   features: int
@@ -132,8 +139,10 @@ class Conv2D(nn.Module):
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
     elif self.impl == "im2col":
       y = _im2col_conv(x, kernel, s, pad)
+    elif self.impl == "canonical":
+      y = canonical_conv.conv2d(x, kernel, s, pad)
     else:
-      raise ValueError(f"Conv2D impl={self.impl!r} is not one of ('xla', 'im2col').")
+      raise ValueError(f"Conv2D impl={self.impl!r} is not one of ('xla', 'im2col', 'canonical').")
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,), self.dtype)
     return y
