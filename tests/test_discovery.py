@@ -219,3 +219,20 @@ def test_discover_job_on_mock_tfds_data(tmp_path, monkeypatch):
   assert report["summary"]["discovered"]["num_tasks"] == config.task.num_tasks
   with open(os.path.join(tmp_path, "report.json")) as f:
     assert json.load(f)["dataset"]["num_images"] == 256
+
+
+def test_fashion_mnist_cnn_smoke_config_runs_end_to_end(tmp_path):
+  """configs/fashion_mnist_cnn.py:smoke: CNN learners and encoder on the real images, the whole
+  `discover` job (discovery, evaluation of every family, report)."""
+  if not os.path.isfile("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"):
+    pytest.skip("Fashion-MNIST absent: apt-get install dataset-fashion-mnist")
+  config = config_lib.load_config_file("configs/fashion_mnist_cnn.py", "smoke")
+  config.mesh.num_devices = 1
+  assert config.learner.name == config.task.encoder.name == "cnn"
+  report = main_lib.run_job(config, str(tmp_path))
+  summary = report["summary"]
+  assert summary["discovered"]["num_tasks"] == config.task.num_tasks
+  for family in ("discovered", "human", "random"):
+    assert 0.0 <= summary[family]["min_as"] <= summary[family]["mean_as"] <= 1.0
+  with np.load(tmp_path / "tasks.npz") as f:
+    assert f["labels"].shape == (config.task.num_tasks, config.data.num_images)
