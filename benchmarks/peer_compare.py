@@ -240,6 +240,15 @@ def plan(workloads: list[str]) -> list[dict]:
   return specs
 
 
+def emit(result: dict, out: str, indent=None) -> None:
+  """Prints the result as JSON on stdout and, if `out` is given, writes it there too."""
+  text = json.dumps(result, indent=indent)
+  print(text)
+  if out:
+    with open(out, "w") as f:
+      f.write(text)
+
+
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--workloads", default="a", help="comma-separated: a, b, c, meta_batch, gpu")
@@ -274,11 +283,7 @@ def main(argv=None) -> None:
           print(json.dumps(rec), file=sys.stderr, flush=True)
   result = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "loadavg_end": os.getloadavg(), "records": records}
-  text = json.dumps(result, indent=1)
-  print(text)
-  if args.out:
-    with open(args.out, "w") as f:
-      f.write(text)
+  emit(result, args.out, indent=1)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import collections
 import glob
 import gzip
 import json
-import os
 import re
 import sys
 import tempfile
@@ -127,11 +126,7 @@ def main(argv=None) -> None:
   for r in result["rows"]:
     rate = f"{r['conv_gflops_per_s']:7.1f} GFLOP/s" if r["conv_gflops_per_s"] else ""
     print(f"{r['level']:12s} {r['kind']:6s} {r['seconds']:7.3f} s {rate}", file=sys.stderr)
-  text = json.dumps(result)
-  print(text)
-  if args.out:
-    with open(args.out, "w") as f:
-      f.write(text)
+  peer_compare.emit(result, args.out)
 
 
 if __name__ == "__main__":
