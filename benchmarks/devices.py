@@ -60,10 +60,10 @@ def main(_):
     if n > jax.device_count() or c.meta.meta_batch_size % n:
       continue
     mesh = sharding.make_mesh(n)
-    state = sharding.put_replicated(meta.init_state(encoder, learner, c, jax.random.PRNGKey(0)),
-                                    mesh)
+    meta_step = discovery.make_meta_step(encoder, learner, c, mesh)
+    state = sharding.put_replicated(meta_step.init(jax.random.key(0)), mesh)
     device_data = sharding.put_replicated(data, mesh)
-    step = discovery.jit_meta_step(encoder, learner, c, mesh)
+    step = meta_step.update
     state, _ = step(state, device_data)
     jax.block_until_ready(state)
     t0 = time.perf_counter()

@@ -3,8 +3,8 @@
     python benchmarks/meta_step.py        # --sweep=quick: ~9 CPU-minutes; 14-27 min on a busy 2-core box
     python benchmarks/meta_step.py --sweep=full --out=meta_step_full.json   # for GPUs
 
-Every record times `discovery.jit_meta_step(encoder, learner, config, mesh)`, the compiled step
-`discovery.train` runs (its shardings, the state donated), on synthetic random images
+Every record times `discovery.make_meta_step(encoder, learner, config, mesh).update`, the
+compiled step `discovery.train` runs (its shardings, the state donated), on synthetic random images
 `[N, 32, 32, 3]` (no download), after one warm-up step; the median of a few steps is reported.
 The measuring helpers (memory, FLOP counts, the matmul reference) are in `measure.py`.
 
@@ -14,7 +14,7 @@ still recorded, as `xla_cost_analysis_flops_as_compiled`, to show the under-coun
 are used instead:
   * `flops_per_meta_step` (model FLOPs, used for `achieved_gflops` and
     `fraction_of_matmul_flops`): XLA's cost analysis of the same meta-step compiled with its
-    scans fully unrolled (`jit_meta_step(..., unroll_scans=True)`; cost-only compiles, never
+    scans fully unrolled (`make_meta_step(..., unroll_scans=True)`; cost-only compiles, never
     executed) and WITHOUT remat, at T = 1 and T = 2 inner steps; the count is affine in T (checked, see
     `--flop_check_unroll`), so F(T) = const + per_step * T. Remat recomputation is NOT included (on an
     unrolled program XLA removes it anyway), so remat on/off share one count and the slowdown of
@@ -118,11 +118,11 @@ def build_config(spec: dict):
 
 def _setup(spec: dict, unroll: int | None = None, remat: bool | None = None,
            unroll_scans: bool = False):
-  """(jitted step, config, encoder, learner) for a spec, optionally overriding T and remat and
+  """(meta-step, config, encoder, learner) for a spec, optionally overriding T and remat and
   with every scan of the meta-step fully unrolled (for the cost-only compiles).
 
-  The step is `discovery.jit_meta_step`, what `discovery.train` runs: the same shardings (a
-  mesh of the config's devices) and the state donated."""
+  The meta-step is `discovery.make_meta_step`, what `discovery.train` runs: `update` compiled
+  with the same shardings (a mesh of the config's devices) and the state donated."""
   from task_discovery import models
   from task_discovery.jobs import discovery
   from task_discovery.run import sharding
@@ -131,7 +131,7 @@ def _setup(spec: dict, unroll: int | None = None, remat: bool | None = None,
   config = build_config(spec)
   encoder, learner = models.build_models(config, IMAGE_SHAPE)
   mesh = sharding.make_mesh(config.mesh.num_devices, divides=config.meta.meta_batch_size)
-  step = discovery.jit_meta_step(encoder, learner, config, mesh, unroll_scans=unroll_scans)
+  step = discovery.make_meta_step(encoder, learner, config, mesh, unroll_scans=unroll_scans)
   return step, config, encoder, learner
 
 
@@ -140,22 +140,21 @@ def make_data(n_images: int):
   import jax.numpy as jnp
   images = jax.random.normal(jax.random.key(0), (n_images, *IMAGE_SHAPE), jnp.float32)
   n_train = n_images - int(round(n_images * HELDOUT_FRACTION))
-  return {"images": images,  # as discovery.device_data
-          "train_idx": jnp.arange(n_train, dtype=jnp.int32),
-          "heldout_idx": jnp.arange(n_train, n_images, dtype=jnp.int32)}
+  from task_discovery.method import meta
+  return meta.DiscoveryData(images=images,  # as discovery.device_data
+                            train_idx=jnp.arange(n_train, dtype=jnp.int32),
+                            heldout_idx=jnp.arange(n_train, n_images, dtype=jnp.int32))
 
 
 def flop_fit(spec: dict, data, check_unroll: int = 0) -> dict:
   """F(T) = const + per_step * T from cost-only fully unrolled compiles, remat off."""
   import jax
-  from task_discovery.method import meta
   out, t0 = {}, time.perf_counter()
   costs = {}
   for t in (1, 2) + ((check_unroll,) if check_unroll else ()):
     step, config, encoder, learner = _setup(spec, unroll=t, remat=False, unroll_scans=True)
-    state = jax.eval_shape(lambda k: meta.init_state(encoder, learner, config, k),
-                           jax.random.key(0))
-    costs[t] = measure.cost_flops(step.lower(state, data).compile())
+    state = jax.eval_shape(step.init, jax.random.key(0))
+    costs[t] = measure.cost_flops(step.update.lower(state, data).compile())
   per_step = costs[2] - costs[1]
   out = {"const": costs[1] - per_step, "per_inner_step": per_step,
          "compile_seconds": time.perf_counter() - t0}
@@ -173,23 +172,22 @@ def run_one(spec: dict, fit: dict | None, n_images: int, repeats: int, matmul_si
   import jax
   import numpy as np
   from task_discovery import models
-  from task_discovery.method import meta
   rec = dict(spec)
   rec.pop("optional", None)
   rec["loadavg_before"] = list(os.getloadavg())
   data = make_data(n_images)
   step, config, encoder, learner = _setup(spec)
   rec["conv_impl_resolved"] = models.resolve_conv_impl(spec["conv_impl"])
-  state = meta.init_state(encoder, learner, config, jax.random.key(0))
-  rec["encoder_params"] = models.num_params({"params": state["params"]})
+  state = step.init(jax.random.key(0))
+  rec["encoder_params"] = models.num_params({"params": state.params})
   rec["learner_params"] = models.num_params(
-      {"params": jax.tree.map(lambda a: a[0], state["learner_init"]["params"])})
+      {"params": jax.tree.map(lambda a: a[0], state.learner_init["params"])})
   jax.block_until_ready((state, data))
 
   # Compile (peak host memory of compilation is an upper-bound measure, recorded separately).
   rss_before_compile = measure.rss_bytes()
   t = time.perf_counter()
-  compiled = step.lower(state, data).compile()
+  compiled = step.update.lower(state, data).compile()
   rec["compile_seconds"] = time.perf_counter() - t
   rec["compile_max_rss_delta_bytes"] = max(0, measure.max_rss_bytes() - rss_before_compile)
   plan = measure.xla_memory_plan(compiled)

@@ -5,7 +5,7 @@
     python benchmarks/peer_compare.py --workloads=meta_batch      # time per task, M = 1 vs 4
     python benchmarks/peer_compare.py --workloads=gpu             # configs/cifar.py on one GPU
 
-Workloads (synthetic N(0, 1) images 32x32x3, d = 32 tasks, as `../shared/peer/bench_peer.py`):
+Workloads (synthetic N(0, 1) images 32x32x3, d = 32 tasks, on both sides):
   a: MLP learners + MLP encoder (widths 1024-512-256-64), T = 10, batch 128 (64 per learner),
      held-out batch 128; this project with remat on (the default) and off.
   b: ResNet-18 learners + ResNet-18 encoder, T = 5, batch 64, held-out batch 64.
@@ -21,11 +21,12 @@ Workloads (synthetic N(0, 1) images 32x32x3, d = 32 tasks, as `../shared/peer/be
   gpu: configs/cifar.py at meta-batch 1, 2, 4, 8: seconds per meta-step, device memory,
      executed dot FLOP/s against a matmul timed in the same process.
 
-The project is timed exactly as `discovery.train` runs it (`discovery.jit_meta_step` on a
-one-device mesh, state donated), each record in a fresh subprocess so its peak RSS
-(`ru_maxrss`) and compile caches are its own. The original is run by its own harness
-(`--peer_python`, `--peer_repo`: see ../shared/peer/README.md), one process at a time,
-alternating with the project's records round by round, so both see the same machine.
+The project is timed exactly as `discovery.train` runs it
+(`discovery.make_meta_step(...).update` on a one-device mesh, state donated), each record in a fresh subprocess so its peak RSS
+(`ru_maxrss`) and compile caches are its own. The original's own module is timed by
+`peer_timing.py` (beside this script) in the original's Python (`--peer_python`, with the
+checkout `--peer_repo`: benchmarks/README.md, "Setting up the original"), one process at a
+time, alternating with the project's records round by round, so both see the same machine.
 """
 
 from __future__ import annotations
@@ -44,15 +45,15 @@ import measure  # the measuring helpers, beside this script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-PEER_HARNESS = os.path.join(ROOT, "..", "shared", "peer", "bench_peer.py")
+PEER_TIMING = os.path.join(HERE, "peer_timing.py")
 
-# (project spec, peer flags) per timed workload.
+# (project spec, flags of peer_timing.py) per timed workload: the same steps on both sides.
 WORKLOADS = {
     "a": (dict(model="mlp", unroll=10, batch=128, timed=7, warmup=2),
-          "--learner mlp --encoder mlp --nsteps 10 --batch 128 --h-dim 32 --steps 9 --warmup 2"),
+          "--learner mlp --encoder mlp --nsteps 10 --batch 128 --h_dim 32 --warmup 2 --timed 7"),
     "b": (dict(model="resnet18", unroll=5, batch=64, timed=3, warmup=1),
-          "--learner resnet18 --encoder resnet18 --nsteps 5 --batch 64 --h-dim 32 --steps 4 "
-          "--warmup 1 --no-grad-check"),
+          "--learner resnet18 --encoder resnet18 --nsteps 5 --batch 64 --h_dim 32 --warmup 1 "
+          "--timed 3"),
 }
 
 
@@ -93,22 +94,20 @@ def _build(c, n_images: int, abstract: bool, shape=(32, 32, 3)):
   shape = tuple(shape)
   encoder, learner = models.build_models(c, shape)
   mesh = sharding.make_mesh(1)
-  step = discovery.jit_meta_step(encoder, learner, c, mesh)
+  meta_step = discovery.make_meta_step(encoder, learner, c, mesh)
   n_train = n_images - n_images // 10
-  init = lambda k: meta.init_state(encoder, learner, c, k)
   if abstract:
-    state = jax.eval_shape(init, jax.random.key(0))
-    data = {"images": jax.ShapeDtypeStruct((n_images, *shape), jnp.float32),
-            "train_idx": jax.ShapeDtypeStruct((n_train,), jnp.int32),
-            "heldout_idx": jax.ShapeDtypeStruct((n_images - n_train,), jnp.int32)}
-    return step, state, data
-  state = sharding.put_replicated(init(jax.random.key(0)), mesh)
+    state = jax.eval_shape(meta_step.init, jax.random.key(0))
+    data = meta.DiscoveryData(images=jax.ShapeDtypeStruct((n_images, *shape), jnp.float32),
+                              train_idx=jax.ShapeDtypeStruct((n_train,), jnp.int32),
+                              heldout_idx=jax.ShapeDtypeStruct((n_images - n_train,), jnp.int32))
+    return meta_step.update, state, data
+  state = sharding.put_replicated(meta_step.init(jax.random.key(0)), mesh)
   images = jax.random.normal(jax.random.key(1), (n_images, *shape), jnp.float32)
-  data = sharding.put_replicated({"images": images,
-                                  "train_idx": jnp.arange(n_train, dtype=jnp.int32),
-                                  "heldout_idx": jnp.arange(n_train, n_images, dtype=jnp.int32)},
-                                 mesh)
-  return step, state, data
+  data = sharding.put_replicated(meta.DiscoveryData(
+      images=images, train_idx=jnp.arange(n_train, dtype=jnp.int32),
+      heldout_idx=jnp.arange(n_train, n_images, dtype=jnp.int32)), mesh)
+  return meta_step.update, state, data
 
 
 def _plan_bytes(compiled) -> dict:
@@ -148,7 +147,7 @@ def child(spec: dict) -> dict:
     times.append(time.perf_counter() - t)
     cpu.append(time.process_time() - c0)
   # CPU seconds of this process (all threads) per step: less sensitive than wall time to other
-  # processes on a shared machine (the original's harness reports its own CPU share).
+  # processes on a shared machine (peer_timing.py measures the original's the same way).
   record.update(median_s=statistics.median(times), times_s=times, loss=float(metrics["loss"]),
                 median_cpu_s=statistics.median(cpu),
                 peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
@@ -184,16 +183,17 @@ def _run_child(spec: dict, timeout_s: float, root: str = ROOT) -> dict:
 
 
 def _run_peer(flags: str, python: str, repo: str, timeout_s: float) -> dict:
-  r = _run_json([python, PEER_HARNESS, *flags.split()], timeout_s, {"peer": flags},
-                env=dict(os.environ, PEER_REPO=repo))
+  """One record of the original: `peer_timing.py` in its Python, importing its checkout."""
+  r = _run_json([python, PEER_TIMING, "--peer_repo", os.path.abspath(repo), *flags.split()],
+                timeout_s, {"peer": flags})
   if "status" in r:
     return r
-  share = (r.get("cpu_contention") or {}).get("own_cpu_frac")
-  return {"peer": flags, "median_s": r["median_s"], "peak_rss_gb": r["peak_rss_mb"] / 1e3,
-          "median_clean_s": r.get("median_clean_s"), "contended": r.get("contended"),
-          "cpu_contention": r.get("cpu_contention"),
-          # its CPU seconds per step: wall time x its share of the machine's cores
-          "median_cpu_s": None if share is None else r["median_s"] * share * os.cpu_count()}
+  # peak_rss_gb and median_cpu_s (CPU seconds of its process per step) are measured as in
+  # `child`: ru_maxrss / 1e6, time.process_time() around each step.
+  return {"peer": flags, "median_s": r["median_s"], "peak_rss_gb": r["peak_rss_gb"],
+          "median_clean_s": r["median_clean_s"], "contended": r["contended"],
+          "cpu_contention": r["cpu_contention"], "median_cpu_s": r["median_cpu_s"],
+          "first_step_s": r["first_step_s"]}
 
 
 def _commit(root: str) -> str:
@@ -254,7 +254,8 @@ def main(argv=None) -> None:
   p.add_argument("--workloads", default="a", help="comma-separated: a, b, c, meta_batch, gpu")
   p.add_argument("--rounds", type=int, default=1, help="alternating rounds (peer, project)")
   p.add_argument("--peer_python", default="", help="python of the original's venv ('' = skip)")
-  p.add_argument("--peer_repo", default="", help="checkout of the original code")
+  p.add_argument("--peer_repo", default=os.environ.get("PEER_REPO", ""),
+                 help="checkout of the original code (default: $PEER_REPO)")
   p.add_argument("--baseline_root", default="",
                  help="checkout of an earlier commit: its records run beside this one's")
   p.add_argument("--timeout_s", type=float, default=3600)

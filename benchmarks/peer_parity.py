@@ -7,7 +7,7 @@
 Runs from this project's environment. The original side runs in `PEER_PY` as a subprocess
 (`peer_oracle.py`, beside this file, which imports the original's classes from `PEER_REPO`);
 the two exchange arrays through .npz files, so neither environment needs the other's packages
-(../shared/peer/README.md sets up the original's).
+(benchmarks/README.md, "Setting up the original", sets up the original's).
 
 One small setting in both, with identical parameters and data:
   * synthetic N(0, 1) CIFAR-shaped images (seeded here): T train batches of B images, one
@@ -56,6 +56,7 @@ import numpy as np
 from task_discovery import config as config_lib
 from task_discovery import models
 from task_discovery.method import inner_loop
+from task_discovery.method import estimators
 from task_discovery.method import meta
 from task_discovery.method import optimizers
 from task_discovery.models import task_network
@@ -106,7 +107,7 @@ def run_oracle(settings: dict, x_train, x_val, workdir: str) -> dict:
   peer_py, peer_repo = os.environ.get("PEER_PY"), os.environ.get("PEER_REPO")
   if not peer_py or not peer_repo:
     sys.exit("set PEER_PY (a Python with torch, higher, pytorch-lightning) and PEER_REPO "
-             "(a checkout of the original): ../shared/peer/README.md")
+             "(a checkout of the original): benchmarks/README.md, \"Setting up the original\"")
   tag = f"{settings['family']}_{settings['dtype']}"
   inputs, outputs = (os.path.join(workdir, f"{tag}_{s}.npz") for s in ("in", "out"))
   np.savez(inputs, settings=json.dumps(settings), x_train=x_train, x_val=x_val)
@@ -164,13 +165,15 @@ def project_side(family: str, dtype: str, nsteps: int, batch: int, peer: dict, x
 
   # Meta-loss and meta-gradients: one forward, two reverse sweeps.
   meta_loss = meta.make_meta_loss(encoder, learner, c)
-  args = dict(learner_vars=learner_vars, directions=directions, directions_all=directions_all,
-              images=images, batch_idx=batch_idx, heldout_x=heldout_x)
+  args = estimators.UnrollInputs(
+      learner_vars=learner_vars, directions=directions, directions_all=directions_all,
+      images=images, batch_idx=batch_idx, heldout_x=heldout_x, window=jnp.int32(0))
 
   @jax.jit  # every array an argument: XLA would constant-fold captured ones for minutes
   def loss_and_grads(theta, stats, args):
     def terms(theta):
-      loss, (metrics, _) = meta_loss(theta, stats, **args)
+      loss, aux = meta_loss(theta, stats, args)
+      metrics = aux.metrics
       return (metrics["as_loss"][0], metrics["diversity"]), loss
     (as_loss, diversity), vjp, loss = jax.vjp(terms, theta, has_aux=True)
     one, zero = jnp.ones((), jdtype), jnp.zeros((), jdtype)

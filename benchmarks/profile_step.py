@@ -3,7 +3,7 @@
     python benchmarks/profile_step.py --workload=e                    # the small CNN, 28x28x1
     python benchmarks/profile_step.py --workload=b --conv_impl=im2col  # ResNet-18, T = 5
 
-Runs the workload of `peer_compare.py` (same config, same `discovery.jit_meta_step`), times
+Runs the workload of `peer_compare.py` (same config, same `discovery.make_meta_step(...).update`), times
 one step after warm-up, then records one step under `jax.profiler` (a perfetto trace) and sums
 the executed XLA ops' time by the level of the meta-gradient their HLO `op_name` names:
   forward           the unroll's learner and task-network forward passes (outer `jvp()`)

@@ -21,9 +21,9 @@ Parts:
 Discovery with long unrolls (T = 20 full, T = 200 and 1000 pes, AS of the discovered tasks
 under the evaluation protocol) is the ordinary `discover` job with overrides, e.g.
   python -m task_discovery.main --config=configs/digits.py --workdir=runs/pes_T200 \
-      --seeds=0,1,2 --set inner.num_steps=200 --set meta.estimator=pes \
-      --set meta.truncation_length=20
-(see README, "Choosing an estimator", for what was run).
+      --seeds=0,1,2 --config.inner.num_steps=200 --config.meta.estimator=pes \
+      --config.meta.truncation_length=20
+(see docs/estimators.md for what was run).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import common
+from task_discovery import keys
 from task_discovery import models
 from task_discovery.data import datasets
 from task_discovery.jobs import discovery
@@ -62,8 +63,9 @@ def memory_and_time(base, steps: Sequence[int], window: int, timed_steps: int) -
       c = _config(base, inner__num_steps=num_steps, inner__encoder_mode="per_step",
                   meta__estimator=name, meta__truncation_length=window)
       encoder, learner = models.build_models(c, dataset.input_shape)
-      state = meta.init_state(encoder, learner, c, jax.random.PRNGKey(0))
-      step = jax.jit(meta.make_meta_step(encoder, learner, c), donate_argnums=0)
+      meta_step = meta.make_meta_step(encoder, learner, c)
+      state = meta_step.init(jax.random.key(0))
+      step = jax.jit(meta_step.update, donate_argnums=0)
       t0 = time.perf_counter()
       compiled = step.lower(state, data).compile()
       compile_s = time.perf_counter() - t0
@@ -95,22 +97,12 @@ def _cosine(a, b) -> float:
 
 
 def first_unroll(c, dataset, encoder, learner):
-  """The task network and the first meta-step's unroll inputs for `c.seed` (as `meta_step`)."""
-  state = meta.init_state(encoder, learner, c, jax.random.PRNGKey(c.seed))
-  data = discovery.device_data(dataset)
-  root = jax.random.PRNGKey(c.seed)
-  data_key, _, _ = jax.random.split(jax.random.fold_in(root, 0), 3)
-  m = c.meta.meta_batch_size
-  unroll = dict(
-      learner_vars=jax.tree.map(lambda a: jnp.broadcast_to(a, (m,) + a.shape),
-                                state["learner_init"]),
-      directions=state["directions"][:m], directions_all=state["directions"],
-      images=data["images"],
-      batch_idx=meta.inner_batch_indices(data_key, data["train_idx"], c.inner.num_steps,
-                                         c.inner.batch_size),
-      heldout_x=data["images"][data["heldout_idx"][:c.inner.heldout_batch_size]],
-      window=jnp.int32(0))
-  return state, unroll
+  """The initial state and the first meta-step's unroll inputs for `c.seed`, as the meta-step
+  builds them (`meta.MetaStep.unroll_inputs`)."""
+  meta_step = meta.make_meta_step(encoder, learner, c)
+  state = meta_step.init(keys.root(c.seed))
+  inputs, _, _ = meta_step.unroll_inputs(state, discovery.device_data(dataset))
+  return state, inputs
 
 
 def bias_and_variance(base, seeds: Sequence[int], pairs: Sequence[int], draws: int,
@@ -122,30 +114,30 @@ def bias_and_variance(base, seeds: Sequence[int], pairs: Sequence[int], draws: i
     c.seed = seed
     encoder, learner = models.build_models(c, dataset.input_shape)
     state, unroll = first_unroll(c, dataset, encoder, learner)
-    theta, stats = state["params"], state["batch_stats"]
+    theta, stats = state.params, state.batch_stats
 
     def grad_of(name, key, **fields):
       cfg = _config(c, meta__estimator=name, **fields)
       est = meta.make_estimator(encoder, learner, cfg)
-      return jax.jit(est.grad)(theta, stats, est.init_state(theta, unroll["learner_vars"]),
-                               unroll, key)[0]
+      return jax.jit(est.grad)(theta, stats, est.init_state(theta, unroll.learner_vars),
+                               unroll, key).grads
 
     exact = _flat(grad_of("full", None))
     rows.append(dict(seed=seed, estimator="truncated", pairs=0,
                      cosine=_cosine(_flat(grad_of("truncated", None)), exact)))
     # PES's target: the exact gradient of the truncation losses of one unroll, summed.
     cfg = _config(c, meta__estimator="pes")
-    window_loss = meta.make_meta_loss(encoder, learner, cfg, persistent=True)
-    args = {k: v for k, v in unroll.items() if k not in ("window", "batch_idx")}
-    idx = unroll["batch_idx"]
+    window_loss = meta.make_window_loss(encoder, learner, cfg)
+    idx = unroll.batch_idx
     num_windows = c.inner.num_steps // window
 
     def summed(t):
       total, carry = 0.0, None
       for w in range(num_windows):
-        loss, (_, _, carry) = window_loss(t, stats, batch_idx=idx[w * window:(w + 1) * window],
-                                          start=carry, reset=jnp.bool_(w == 0), **args)
-        total = total + loss
+        loss, aux = window_loss(t, stats,
+                                unroll._replace(batch_idx=idx[w * window:(w + 1) * window]),
+                                carry, jnp.bool_(w == 0))
+        total, carry = total + loss, aux.carry
       return total
 
     pes_target = _flat(jax.jit(jax.grad(summed))(theta))
@@ -157,12 +149,12 @@ def bias_and_variance(base, seeds: Sequence[int], pairs: Sequence[int], draws: i
           encoder, learner, _config(c, meta__estimator="pes", meta__es_num_pairs=num_pairs))
       pes_grad = jax.jit(pes_est.grad)
       for d in range(draws):
-        key = jax.random.PRNGKey(1000 + d)
-        es_cos.append(_cosine(_flat(es_grad(theta, stats, {}, unroll, key)[0]), exact))
-        est_state, total = pes_est.init_state(theta, unroll["learner_vars"]), 0.0
+        key = jax.random.key(1000 + d)
+        es_cos.append(_cosine(_flat(es_grad(theta, stats, {}, unroll, key).grads), exact))
+        est_state, total = pes_est.init_state(theta, unroll.learner_vars), 0.0
         for w in range(num_windows):
           g, _, _, est_state = pes_grad(theta, stats, est_state,
-                                        dict(unroll, window=jnp.int32(w)),
+                                        unroll._replace(window=jnp.int32(w)),
                                         jax.random.fold_in(key, w))
           total = total + _flat(g)
         pes_cos.append(_cosine(total, pes_target))

@@ -160,7 +160,7 @@ def base() -> ml_collections.ConfigDict:
       task_order="shuffled",
       optimizer="adam",                # optimiser of the encoder
       learning_rate=1e-3,
-      # Meta-gradient (method/estimators.py; README "Choosing an estimator"): 'full' backprop |
+      # Meta-gradient (method/estimators.py, docs/estimators.md): 'full' backprop |
       # 'truncated' (backprop through the last K inner steps only) | 'es' (antithetic
       # evolution strategies on whole unrolls, forward only) | 'pes' (persistent ES: each
       # meta-step advances the learners K steps, unrolls of T steps span T / K meta-steps)
@@ -202,10 +202,11 @@ def base() -> ml_collections.ConfigDict:
       process_id=-1,                   # -1 = auto-detect
   ))
 
-  # Adversarial train/test splits (SPEC section 7), job='adversarial_split': for a target task
-  # tau and a discovered task tau_d, train = {tau != tau_d}, test = {tau == tau_d}, over all images
-  # of the dataset; learners follow the `eval` protocol and are compared with random splits of the
-  # same sizes. See `data/splits.py` for the policy on unequal split sizes.
+  # Adversarial train/test splits (docs/method.md#adversarial-splits), job='adversarial_split':
+  # for a target task tau and a discovered task tau_d, train = {tau != tau_d},
+  # test = {tau == tau_d}, over all images of the dataset; learners follow the `eval` protocol
+  # and are compared with random splits of the same sizes. See `data/splits.py` for the policy
+  # on unequal split sizes.
   c.adversarial = ml_collections.ConfigDict(dict(
       source="discovery",              # tau_d from: 'discovery' | 'file' | 'random_network'
       discovery_workdir="",            # source='discovery': workdir of a job='discover' run made
@@ -233,6 +234,9 @@ def base() -> ml_collections.ConfigDict:
       every_steps=500,                 # meta-steps between checkpoints
       max_to_keep=3,
   ))
+  # jax.profiler trace of this many meta-steps, after the run's first (compiling) one, into
+  # WORKDIR/profile/ (run/profiling.py); 0 = off.
+  c.profile_steps = 0
   return c
 
 
@@ -340,6 +344,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
          "num_human_tasks and num_random_tasks must be >= 0")
   _check(c.mesh.num_devices >= 0, "mesh.num_devices", "must be >= 0 (0 = all devices)")
   _check(c.checkpoint.every_steps >= 1, "checkpoint.every_steps", "must be >= 1")
+  profile_steps = c.get("profile_steps", 0)
+  _check(isinstance(profile_steps, int) and not isinstance(profile_steps, bool)
+         and profile_steps >= 0, "profile_steps", "must be an integer >= 0 (0 = off)")
   a = c.adversarial
   _check(a.source in ADVERSARIAL_SOURCES, "adversarial.source",
          f"{a.source!r} is not one of {ADVERSARIAL_SOURCES}")

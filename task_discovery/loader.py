@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from task_discovery import keys
 from task_discovery import models
 from task_discovery.method import meta
 from task_discovery.models import task_network
@@ -118,18 +119,18 @@ def load(workdir: str, step: int | None = None) -> TaskNetwork:
       device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
       abstract = jax.tree.map(
           lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
-          jax.eval_shape(lambda k: meta.init_state(encoder, learner, config, k),
-                         jax.random.PRNGKey(0)))
-      restored, _ = checkpoints.restore(mgr, step, abstract)
+          jax.eval_shape(meta.make_meta_step(encoder, learner, config).init, keys.root(0)))
+      restored, _ = checkpoints.restore(mgr, step, abstract.to_checkpoint())
+      restored = meta.MetaState.from_checkpoint(restored)
     except checkpoints.CheckpointCorruptError as e:
       hint = (f"load another step: task_discovery.load({workdir!r}, step=S) for S in {others}"
               if others else "no other step is there")
       raise checkpoints.CheckpointCorruptError(f"{e}; {hint}. Nothing was changed.", step) from e
   finally:
     mgr.close()
-  return TaskNetwork(config=config, step=int(step), params=restored["params"],
-                     batch_stats=restored.get("batch_stats", {}),
-                     directions=jnp.asarray(restored["directions"]),
+  return TaskNetwork(config=config, step=int(step), params=restored.params,
+                     batch_stats=restored.batch_stats,
+                     directions=jnp.asarray(restored.directions),
                      mean=np.asarray(payload["mean"], np.float32),
                      std=np.asarray(payload["std"], np.float32), input_shape=input_shape,
                      encoder=encoder)

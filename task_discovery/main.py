@@ -157,9 +157,16 @@ def closing_lines(report: dict, workdir: str) -> list[str]:
   families = [f"{family} {summary[family]['mean_as']:.3f} ({summary[family]['num_tasks']} tasks)"
               for family in ("discovered", "human", "random") if family in summary]
   wd = workdir_lib.Workdir(workdir)
+  if families:
+    scores = "mean agreement score: " + " vs ".join(families)
+    figures = f"figure: {wd.task_images} (and {wd.agreement_histogram})"
+  else:
+    scores = ("mean agreement score: no tasks were evaluated (eval.evaluate_discovered=False, "
+              "eval.num_human_tasks=0 and eval.num_random_tasks=0)")
+    figures = f"figure: {wd.task_images}"
   return [
-      "mean agreement score: " + " vs ".join(families),
-      f"figure: {wd.task_images} (and {wd.agreement_histogram}); report: {wd.report}",
+      scores,
+      f"{figures}; report: {wd.report}",
       f"in a notebook: import task_discovery; net = task_discovery.load({workdir!r}); or open "
       f"experiments/explore_tasks.ipynb with TD_WORKDIR={workdir}",
   ]

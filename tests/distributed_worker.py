@@ -19,7 +19,6 @@ import numpy as np  # noqa: E402
 from task_discovery import models  # noqa: E402
 from task_discovery.data import datasets  # noqa: E402
 from task_discovery.jobs import discovery  # noqa: E402
-from task_discovery.method import meta  # noqa: E402
 from task_discovery.run import sharding  # noqa: E402
 import test_discovery  # noqa: E402
 
@@ -37,16 +36,16 @@ def main():
   dataset = datasets.load_dataset(config.data)
   encoder, learner = models.build_models(config, dataset.input_shape)
   mesh = sharding.make_mesh(0)
-  state = sharding.put_replicated(
-      meta.init_state(encoder, learner, config, jax.random.PRNGKey(config.seed)), mesh)
+  meta_step = discovery.make_meta_step(encoder, learner, config, mesh)
+  state = sharding.put_replicated(meta_step.init(jax.random.key(config.seed)), mesh)
   data = sharding.put_replicated(discovery.device_data(dataset), mesh)
-  step = discovery.jit_meta_step(encoder, learner, config, mesh)
+  step = meta_step.update
   losses = []
   for _ in range(3):
     state, metrics = step(state, data)
     losses.append(float(metrics["loss"]))
   if jax.process_index() == 0:  # only process 0 writes
-    leaves = [np.asarray(x) for x in jax.tree.leaves(state["params"])]
+    leaves = [np.asarray(x) for x in jax.tree.leaves(state.params)]
     np.savez(out, losses=np.asarray(losses), *leaves)
   jax.distributed.shutdown()
 

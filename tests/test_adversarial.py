@@ -1,5 +1,6 @@
-"""Tests for task_discovery.adversarial (SPEC section 7): split construction, random baselines,
-random-network tasks, the `adversarial_split` job end to end, and clear errors on bad inputs.
+"""Tests for task_discovery.jobs.adversarial (docs/method.md#adversarial-splits): split
+construction, random baselines, random-network tasks, the `adversarial_split` job end to end,
+and clear errors on bad inputs.
 
 Sign convention checked below: train = {tau != tau_d}, so on the train part tau = 1 - tau_d and the
 two labellings have Pearson correlation exactly -1; on the test part tau = tau_d, correlation +1.
@@ -179,7 +180,7 @@ def test_random_network_tasks_are_balanced_and_deterministic():
   classes = rng.integers(0, 3, 120)
   network = config_lib.model_config('mlp')
   network.mlp_widths = (8,)
-  key = jax.random.PRNGKey(0)
+  key = jax.random.key(0)
   labels = adversarial.random_network_tasks(network, images, classes, key=key, num_networks=2,
                                             batch_size=50)
   assert labels.shape == (2, 120) and labels.dtype == np.int32

@@ -1,7 +1,8 @@
-"""Tests for task_discovery.agreement and task_discovery.evaluation (SPEC sections 2 and 6).
+"""Tests for task_discovery.method.agreement and task_discovery.jobs.evaluation
+(docs/method.md#the-agreement-score, docs/method.md#measuring-discovered-tasks).
 
 Toy tests use a two-layer MLP (one BatchNorm, so running statistics are threaded through the
-stack) on 2x2 Gaussian images; the real-data tests measure the SPEC's central ordering
+stack) on 2x2 Gaussian images; the real-data tests measure the paper's central ordering
 human >> random on scikit-learn digits and on Fashion-MNIST.
 """
 import importlib.util
@@ -88,13 +89,13 @@ def train(model, optimizer, train_epoch, keys, images, labels, train_idx, num_ep
 
 
 def toy_task_keys(num_tasks):
-  return jax.random.split(jax.random.PRNGKey(7), num_tasks)
+  return jax.random.split(jax.random.key(7), num_tasks)
 
 
 def evaluate(model, images, labels, config, **kwargs):
   kwargs.setdefault('train_idx', np.arange(NUM_TRAIN))
   kwargs.setdefault('heldout_idx', np.arange(NUM_TRAIN, NUM_IMAGES))
-  kwargs.setdefault('key', jax.random.PRNGKey(0))
+  kwargs.setdefault('key', jax.random.key(0))
   kwargs.setdefault('task_keys', toy_task_keys(len(labels)))
   return agreement.evaluate_tasks(model, images, labels, config=config, **kwargs)
 
@@ -148,28 +149,28 @@ def test_learner_agrees_with_itself_and_not_with_another(toy_model, toy_optimize
                                                          toy_train_epoch, toy_images):
   """AS of a learner with itself is exactly 1; two initialisations on random labels are < 1."""
   labels = tasks.random_task_labels(NUM_IMAGES, 2, seed=3)  # [2, N], one task per row
-  k_same, k_a, k_b = jax.random.split(jax.random.PRNGKey(11), 3)
+  k_same, k_a, k_b = jax.random.split(jax.random.key(11), 3)
   keys = jnp.stack([jnp.stack([k_same, k_same]),   # task 0: both learners from the same key
                     jnp.stack([k_a, k_b])])       # task 1: different keys
   state, _ = train(toy_model, toy_optimizer, toy_train_epoch, keys, toy_images, labels,
-                   np.arange(NUM_TRAIN), 2, jax.random.PRNGKey(5))
+                   np.arange(NUM_TRAIN), 2, jax.random.key(5))
   predict = agreement.make_predict(toy_model, batch_size=64)
-  preds = predict(state["params"], state["batch_stats"], jnp.asarray(toy_images[NUM_TRAIN:]))
+  preds = predict(state.params, state.batch_stats, jnp.asarray(toy_images[NUM_TRAIN:]))
   assert preds.shape == (2, 2, NUM_IMAGES - NUM_TRAIN) and preds.dtype == jnp.int32
   as_ = np.asarray(agreement.pairwise_agreement(preds))
   assert as_[0] == 1.0
   assert as_[1] < 1.0
   # The identical learners are identical after training, BatchNorm statistics included.
-  for leaf in jax.tree_util.tree_leaves((state["params"], state["batch_stats"])):
+  for leaf in jax.tree_util.tree_leaves((state.params, state.batch_stats)):
     np.testing.assert_array_equal(leaf[0, 0], leaf[0, 1])
-  assert jax.tree_util.tree_leaves(state["batch_stats"]), 'the toy model should have BatchNorm'
+  assert jax.tree_util.tree_leaves(state.batch_stats), 'the toy model should have BatchNorm'
 
 
 def test_vmapped_learners_equal_python_loop(toy_model, toy_optimizer, toy_train_epoch,
                                             toy_images, toy_labels):
   labels = toy_labels[:2]  # [T=2, N]
-  keys = jax.random.split(jax.random.PRNGKey(3), 4).reshape(2, 2, -1)  # [T, L, 2]
-  data_key = jax.random.PRNGKey(9)
+  keys = jax.random.split(jax.random.key(3), 4).reshape(2, 2)  # [T, L] typed keys
+  data_key = jax.random.key(9)
   train_idx = np.arange(NUM_TRAIN)
   stacked, stacked_loss = train(toy_model, toy_optimizer, toy_train_epoch, keys, toy_images,
                                 labels, train_idx, 2, data_key)
@@ -183,10 +184,10 @@ def test_vmapped_learners_equal_python_loop(toy_model, toy_optimizer, toy_train_
       jax.tree_util.tree_map(
           lambda a, s, t=t, l=l: np.testing.assert_allclose(
               a[0, 0], s[t, l], rtol=1e-5, atol=1e-6),
-          (alone["params"], alone["batch_stats"], alone["opt_state"]),
-          (stacked["params"], stacked["batch_stats"], stacked["opt_state"]))
+          (alone.params, alone.batch_stats, alone.opt_state),
+          (stacked.params, stacked.batch_stats, stacked.opt_state))
   # The four learners really are different networks.
-  kernel = max(jax.tree_util.tree_leaves(stacked["params"]), key=lambda x: x.size)  # [T, L, ...]
+  kernel = max(jax.tree_util.tree_leaves(stacked.params), key=lambda x: x.size)  # [T, L, ...]
   assert not np.allclose(kernel[0, 0], kernel[0, 1]) and not np.allclose(kernel[0, 0], kernel[1, 0])
 
 
@@ -250,7 +251,7 @@ def test_evaluate_tasks_accepts_typed_keys(toy_model, toy_images, toy_labels):
   typed = evaluate(toy_model, toy_images, toy_labels[:3], eval_config(num_epochs=1),
                    key=jax.random.key(0), task_keys=None)
   raw = evaluate(toy_model, toy_images, toy_labels[:3], eval_config(num_epochs=1),
-                 key=jax.random.PRNGKey(0), task_keys=None)
+                 key=jax.random.key(0), task_keys=None)
   assert typed['agreement'].shape == (3,)
   np.testing.assert_array_equal(typed['agreement'], raw['agreement'])
 

@@ -125,7 +125,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
   interrupted = str(tmp_path / "resumed")
   train_only(tiny_config(k), interrupted)
   resumed, rows = train_only(tiny_config(2 * k), interrupted)
-  assert int(resumed["step"]) == 2 * k
+  assert int(resumed.step) == 2 * k
   assert [r["step"] for r in rows] == [1, 2, 3, 4]  # the log continues where it stopped
   for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
     np.testing.assert_array_equal(a, b)
@@ -135,42 +135,43 @@ def test_meta_step_compiles_once(tmp_path):
   config = tiny_config()
   dataset = datasets.load_dataset(config.data)
   encoder, learner = models.build_models(config, dataset.input_shape)
-  step = jax.jit(chex.assert_max_traces(meta.make_meta_step(encoder, learner, config), n=1))
-  state = meta.init_state(encoder, learner, config, jax.random.PRNGKey(0))
+  meta_step = meta.make_meta_step(encoder, learner, config)
+  step = jax.jit(chex.assert_max_traces(meta_step.update, n=1))
+  state = meta_step.init(jax.random.key(0))
   data = discovery.device_data(dataset)
   for _ in range(3):
     state, metrics = step(state, data)
-  assert int(state["step"]) == 3 and np.isfinite(float(metrics["loss"]))
+  assert int(state.step) == 3 and np.isfinite(float(metrics["loss"]))
 
 
 def test_meta_step_draws_its_heldout_batch_from_the_meta_validation_part():
   config = tiny_config()
   dataset = datasets.load_dataset(config.data)
   data = discovery.device_data(dataset)
-  np.testing.assert_array_equal(data["heldout_idx"], dataset.meta_val_idx)
+  np.testing.assert_array_equal(data.heldout_idx, dataset.meta_val_idx)
   assert len(np.intersect1d(dataset.meta_val_idx, dataset.heldout_idx)) == 0
   assert len(np.intersect1d(dataset.meta_val_idx, dataset.train_idx)) == 0
   config.data.meta_val_fraction = 0.0  # the previous behaviour: the evaluation's held-out part
   dataset = datasets.load_dataset(config.data)
-  np.testing.assert_array_equal(discovery.device_data(dataset)["heldout_idx"],
+  np.testing.assert_array_equal(discovery.device_data(dataset).heldout_idx,
                                 dataset.heldout_idx)
 
 
 def poison_meta_step(monkeypatch, from_step):
   """Makes the meta-loss NaN from meta-step `from_step` on (0-based), as a diverging run would."""
-  make = discovery.jit_meta_step
+  make = discovery.make_meta_step
 
   def poisoned(*args, **kwargs):
-    step_fn = make(*args, **kwargs)
+    meta_step = make(*args, **kwargs)
 
-    def f(state, data):
-      new_state, metrics = step_fn(state, data)
-      if int(new_state["step"]) > from_step:
+    def update(state, data):
+      new_state, metrics = meta_step.update(state, data)
+      if int(new_state.step) > from_step:
         metrics = {**metrics, "loss": jax.numpy.nan}
       return new_state, metrics
-    return f
+    return meta_step._replace(update=update)
 
-  monkeypatch.setattr(discovery, "jit_meta_step", poisoned)
+  monkeypatch.setattr(discovery, "make_meta_step", poisoned)
 
 
 def test_non_finite_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path, monkeypatch):

@@ -45,16 +45,17 @@ def setup(config, seed=0):
                                 embedding_dim=config.task.num_tasks, dtype=jnp.float64)
   learner = models.make_model(config.learner, input_shape=INPUT_SHAPE, num_outputs=2,
                               dtype=jnp.float64)
-  k_img, k_state, k_idx = jax.random.split(jax.random.PRNGKey(seed), 3)
+  k_img, k_state, k_idx = jax.random.split(jax.random.key(seed), 3)
   images = jax.random.normal(k_img, (48,) + INPUT_SHAPE, jnp.float64)
-  state = meta.init_state(encoder, learner, config, k_state)
-  learner_vars = jax.tree.map(lambda a: a[None], state["learner_init"])
+  state = meta.make_meta_step(encoder, learner, config).init(k_state)
+  learner_vars = jax.tree.map(lambda a: a[None], state.learner_init)
   batch_idx = meta.inner_batch_indices(k_idx, jnp.arange(32), config.inner.num_steps,
                                        config.inner.batch_size)
-  unroll = dict(learner_vars=learner_vars, directions=state["directions"][:1],
-                directions_all=state["directions"], images=images, batch_idx=batch_idx,
-                heldout_x=images[32:48], window=jnp.int32(0))
-  return encoder, learner, state["params"], state["batch_stats"], unroll
+  inputs = estimators.UnrollInputs(
+      learner_vars=learner_vars, directions=state.directions[:1],
+      directions_all=state.directions, images=images, batch_idx=batch_idx,
+      heldout_x=images[32:48], window=jnp.int32(0))
+  return encoder, learner, state.params, state.batch_stats, inputs
 
 
 def flat(tree) -> np.ndarray:
@@ -73,7 +74,7 @@ def test_es_estimates_the_gradient_of_the_gaussian_smoothed_function():
     a, sigma = 2.0, 0.5
     theta = {"u": jnp.array([0.3, -1.2]), "v": jnp.array([[0.7], [2.0]])}
     f = lambda t: sum(jnp.sum(jnp.sin(a * x)) for x in jax.tree.leaves(t))
-    grad, losses = estimators.es_gradient(f, theta, jax.random.PRNGKey(0), sigma=sigma,
+    grad, losses = estimators.es_gradient(f, theta, jax.random.key(0), sigma=sigma,
                                           num_pairs=50000)
     assert losses.shape == (100000,)
     exact = jax.grad(f)(theta)
@@ -97,7 +98,7 @@ def test_es_tends_to_the_exact_meta_gradient_as_sigma_shrinks():
       config.meta.es_sigma = sigma
       es = meta.make_estimator(encoder, learner, config)
       result[sigma], _, _, _ = jax.jit(es.grad)(theta, stats, {}, unroll,
-                                                jax.random.PRNGKey(1))
+                                                jax.random.key(1))
     g, e = flat(result[1e-6]), flat(exact)
     assert cosine(g, e) > 0.95
     assert abs(g @ e / (e @ e) - 1) < 0.15  # unbiased: no missing factor or sign
@@ -115,7 +116,7 @@ def test_es_differentiates_the_diversity_term_exactly():
       c.inner.learning_rate = 1e-30
     encoder, learner, theta, stats, unroll = setup(configs["full"])
     out = {name: jax.jit(meta.make_estimator(encoder, learner, c).grad)(
-        theta, stats, {}, unroll, jax.random.PRNGKey(0)) for name, c in configs.items()}
+        theta, stats, {}, unroll, jax.random.key(0)) for name, c in configs.items()}
     (g_full, m_full, s_full, _), (g_es, m_es, s_es, _) = out["full"], out["es"]
     assert np.abs(flat(g_full)).max() > 1e-3
     numerics.assert_close_to_scale(g_es, g_full, rtol=1e-10)
@@ -131,10 +132,10 @@ def test_pes_with_one_window_is_es():
     config.meta.estimator = "pes"
     pes = meta.make_estimator(encoder, learner, config)
     assert pes.num_windows == 1
-    key = jax.random.PRNGKey(3)
+    key = jax.random.key(3)
     g_es, m_es, s_es, _ = jax.jit(es.grad)(theta, stats, {}, unroll, key)
     g_pes, m_pes, s_pes, _ = jax.jit(pes.grad)(
-        theta, stats, pes.init_state(theta, unroll["learner_vars"]), unroll, key)
+        theta, stats, pes.init_state(theta, unroll.learner_vars), unroll, key)
     numerics.assert_close_to_scale(g_pes, g_es, rtol=1e-12)
     numerics.assert_close_to_scale(s_pes, s_es, rtol=1e-12)
     for name in ("loss", "as_loss", "meta_as", "inner_loss_last"):
@@ -154,13 +155,12 @@ def test_pes_over_windows_is_unbiased_for_the_full_unroll_and_truncated_es_is_no
     encoder, learner, theta, stats, unroll = setup(config)
     pes = meta.make_estimator(encoder, learner, config)
     assert pes.num_windows == 2
-    window_loss = meta.make_meta_loss(encoder, learner, config, persistent=True)
-    args = {k: v for k, v in unroll.items() if k not in ("window", "batch_idx")}
-    idx = unroll["batch_idx"]
+    window_loss = meta.make_window_loss(encoder, learner, config)
+    idx = unroll.batch_idx
 
     def full_unroll(t):  # F(theta): both truncation losses of one unroll
-      first, (_, _, carry) = window_loss(t, stats, batch_idx=idx[:2], start=None, **args)
-      second, _ = window_loss(t, stats, batch_idx=idx[2:], start=carry, reset=False, **args)
+      first, aux = window_loss(t, stats, unroll._replace(batch_idx=idx[:2]), None, None)
+      second, _ = window_loss(t, stats, unroll._replace(batch_idx=idx[2:]), aux.carry, False)
       return first + second
 
     exact = flat(jax.grad(full_unroll)(theta))
@@ -168,15 +168,15 @@ def test_pes_over_windows_is_unbiased_for_the_full_unroll_and_truncated_es_is_no
     @jax.jit
     def pes_unroll(key, accumulate):
       k0, k1 = jax.random.split(key)
-      g0, _, _, state = pes.grad(theta, stats, pes.init_state(theta, unroll["learner_vars"]),
+      g0, _, _, state = pes.grad(theta, stats, pes.init_state(theta, unroll.learner_vars),
                                  unroll, k0)
       state = dict(state, xi=jax.tree.map(lambda x: jnp.where(accumulate, x, 0), state["xi"]))
-      g1, _, _, _ = pes.grad(theta, stats, state, dict(unroll, window=jnp.int32(1)), k1)
+      g1, _, _, _ = pes.grad(theta, stats, state, unroll._replace(window=jnp.int32(1)), k1)
       return jax.tree.map(jnp.add, g0, g1)
 
     es_full = jax.jit(lambda key: estimators.es_gradient(
         full_unroll, theta, key, sigma=sigma, num_pairs=2048)[0])
-    keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
+    keys = jax.random.split(jax.random.key(0), num_seeds)
     samples = {
         "pes": np.stack([flat(pes_unroll(k, True)) for k in keys]),
         "truncated_es": np.stack([flat(pes_unroll(k, False)) for k in keys]),
@@ -211,18 +211,18 @@ def test_pes_resumes_mid_window_from_its_checkpointed_state(tmp_path):
     return c
 
   straight, _ = test_discovery.train_only(config(4), str(tmp_path / "straight"))
-  learners = straight["estimator"]["learners"]
+  learners = straight.estimator["learners"]
   k = 1 * config(4).inner.num_learners  # M * L learners per particle
   assert all(a.shape[:2] == (4, k) for a in jax.tree.leaves(learners))
-  assert all(a.shape[0] == 2 for a in jax.tree.leaves(straight["estimator"]["xi"]))
+  assert all(a.shape[0] == 2 for a in jax.tree.leaves(straight.estimator["xi"]))
   interrupted = str(tmp_path / "resumed")
   middle, _ = test_discovery.train_only(config(3), interrupted)
   # After window 0 of unroll 1 the particles' learners have moved away from their
   # initialisation, so a resume that lost them would not match.
-  fresh = meta.init_state(*models.build_models(config(3), datasets.load_dataset(
-      config(3).data).input_shape), config(3), jax.random.PRNGKey(0))["estimator"]["learners"]
+  fresh = meta.make_meta_step(*models.build_models(config(3), datasets.load_dataset(
+      config(3).data).input_shape), config(3)).init(jax.random.key(0)).estimator["learners"]
   assert max(float(jnp.abs(a - b).max()) for a, b in zip(
-      jax.tree.leaves(middle["estimator"]["learners"]), jax.tree.leaves(fresh))) > 1e-4
+      jax.tree.leaves(middle.estimator["learners"]), jax.tree.leaves(fresh))) > 1e-4
   resumed, rows = test_discovery.train_only(config(4), interrupted)
   assert [r["step"] for r in rows] == [1, 2, 3, 4]
   assert jax.tree.structure(resumed) == jax.tree.structure(straight)

@@ -20,9 +20,9 @@ LONG_FUNCTIONS_ALLOWED = frozenset({"task_discovery.config.base"})
 
 # The layers, lowest first. A module may import modules of its own group and of groups in lower
 # layers, never of a higher layer or of another group of its own layer (models and data know
-# nothing of each other). Top-level modules other than `config` are the entry points.
+# nothing of each other). Top-level modules other than `config` and `keys` are the entry points.
 LAYERS = (
-    ("config",),            # the schema: imports nothing of the library
+    ("config", "keys"),     # the schema; the named random streams: import nothing of the library
     ("run",),               # the run's plumbing, used from every layer above
     ("models", "data"),     # networks; datasets, tasks, splits
     ("method",),            # agreement score, inner loop, meta-objective, estimators
@@ -59,7 +59,7 @@ def group_of(name: str, modules: dict, package: str = PACKAGE) -> str:
   top = ".".join(parts[:2])
   if is_package(modules, top):
     return parts[1]
-  return "config" if parts[1] == "config" else "entry"
+  return parts[1] if parts[1] in ("config", "keys") else "entry"
 
 
 def long_functions(tree: ast.AST, module: str) -> dict[str, int]:

@@ -8,6 +8,7 @@ import pytest
 import numerics
 from task_discovery import config as config_lib
 from task_discovery import models
+from task_discovery.method import estimators
 from task_discovery.method import meta
 from task_discovery.models import task_network
 
@@ -36,26 +37,32 @@ def setup(config, dtype=jnp.float32, seed=0):
                                 embedding_dim=config.task.num_tasks, dtype=dtype)
   learner = models.make_model(config.learner, input_shape=INPUT_SHAPE, num_outputs=2,
                               dtype=dtype)
-  key = jax.random.PRNGKey(seed)
+  key = jax.random.key(seed)
   k_img, k_state, k_idx = jax.random.split(key, 3)
   images = jax.random.normal(k_img, (64,) + INPUT_SHAPE, dtype)
-  state = meta.init_state(encoder, learner, config, k_state)
+  state = meta.make_meta_step(encoder, learner, config).init(k_state)
   state = jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating)
                        else a, state)
   m = config.meta.meta_batch_size
   learner_vars = jax.tree.map(lambda a: jnp.broadcast_to(a, (m,) + a.shape),
-                              state["learner_init"])
+                              state.learner_init)
   batch_idx = meta.inner_batch_indices(k_idx, jnp.arange(48), config.inner.num_steps,
                                        config.inner.batch_size)
-  args = dict(encoder_batch_stats=state["batch_stats"], learner_vars=learner_vars,
-              directions=state["directions"][:m], directions_all=state["directions"],
+  args = dict(encoder_batch_stats=state.batch_stats, learner_vars=learner_vars,
+              directions=state.directions[:m], directions_all=state.directions,
               images=images, batch_idx=batch_idx, heldout_x=images[48:64])
   return encoder, learner, state, args
 
 
+def unroll_inputs(args) -> estimators.UnrollInputs:
+  return estimators.UnrollInputs(
+      window=jnp.int32(0), **{k: v for k, v in args.items() if k != "encoder_batch_stats"})
+
+
 def loss_fn(config, encoder, learner, args):
   meta_loss = meta.make_meta_loss(encoder, learner, config)
-  return jax.jit(lambda theta: meta_loss(theta, **args))
+  return jax.jit(lambda theta: meta_loss(theta, args["encoder_batch_stats"],
+                                         unroll_inputs(args)))
 
 
 @pytest.mark.parametrize("data_mode,learner_updates",
@@ -66,10 +73,10 @@ def test_meta_gradient_matches_central_finite_differences(data_mode, learner_upd
     config = tiny_config(data_mode=data_mode, learner_updates=learner_updates)
     encoder, learner, state, args = setup(config, dtype=jnp.float64)
     f = loss_fn(config, encoder, learner, args)
-    theta = state["params"]
+    theta = state.params
     grad = jax.grad(lambda p: f(p)[0])(theta)
     leaves, treedef = jax.tree.flatten(theta)
-    keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+    keys = jax.random.split(jax.random.key(1), len(leaves))
     direction = jax.tree.unflatten(
         treedef, [jax.random.normal(k, l.shape, l.dtype) for k, l in zip(keys, leaves)])
     # Central differences err by O(eps^2 f'''); the unrolled objective curves sharply (with
@@ -87,7 +94,7 @@ def test_meta_gradient_matches_central_finite_differences(data_mode, learner_upd
 def _loss_and_grad(config, seed=0, **args_override):
   encoder, learner, state, args = setup(config, dtype=jnp.float64, seed=seed)
   f = loss_fn(config, encoder, learner, dict(args, **args_override))
-  (loss, (metrics, stats)), grad = jax.value_and_grad(f, has_aux=True)(state["params"])
+  (loss, (metrics, stats, _)), grad = jax.value_and_grad(f, has_aux=True)(state.params)
   return loss, metrics, stats, grad
 
 
@@ -108,7 +115,7 @@ def test_sample_space_is_refused_where_it_does_not_apply():
   config = tiny_config(learner_updates="samples", optimizer="momentum")
   encoder, learner, state, args = setup(config)
   with pytest.raises(ValueError, match="learner_updates='samples' needs"):
-    loss_fn(config, encoder, learner, args)(state["params"])
+    loss_fn(config, encoder, learner, args)(state.params)
 
 
 def test_batched_encoder_equals_per_step_encoder():
@@ -122,7 +129,7 @@ def test_batched_encoder_equals_per_step_encoder():
   numerics.assert_close_to_scale(stats_b, stats_p, rtol=1e-12)
   _, _, state, _ = setup(tiny_config())
   moved = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(stats_b),
-                                                          jax.tree.leaves(state["batch_stats"])))
+                                                          jax.tree.leaves(state.batch_stats)))
   assert moved > 1e-3  # the running statistics were updated, so the comparison has teeth
 
 
@@ -161,10 +168,8 @@ def test_streamed_estimators_keep_nothing_per_inner_step():
       encoder, learner, state, args = setup(config)
       args["batch_idx"] = jnp.zeros((num_steps, batch), jnp.int32)
       grad = meta.make_estimator(encoder, learner, config).grad
-      unroll = {k: v for k, v in args.items() if k != "encoder_batch_stats"}
-      compiled = jax.jit(grad).lower(state["params"], state["batch_stats"], {},
-                                     dict(unroll, window=jnp.int32(0)),
-                                     jax.random.PRNGKey(0)).compile()
+      compiled = jax.jit(grad).lower(state.params, state.batch_stats, {},
+                                     unroll_inputs(args), jax.random.key(0)).compile()
       temp[num_steps] = compiled.memory_analysis().temp_size_in_bytes
     per_step = (temp[20] - temp[4]) / 16
     assert per_step < batch * batch * 4 / 8, (estimator, temp)
@@ -214,11 +219,11 @@ def test_as_loss_gradient_reaches_theta_only_through_soft_labels():
   config = tiny_config()
   config.task.diversity = "none"
   encoder, learner, state, args = setup(config)
-  grad = jax.grad(lambda p: loss_fn(config, encoder, learner, args)(p)[0])(state["params"])
+  grad = jax.grad(lambda p: loss_fn(config, encoder, learner, args)(p)[0])(state.params)
   assert float(sum(jnp.abs(g).sum() for g in jax.tree.leaves(grad))) > 0
   # Zero inner learning rate: the learners never move, so the AS loss ignores theta.
   config.inner.learning_rate = 1e-30
-  grad = jax.grad(lambda p: loss_fn(config, encoder, learner, args)(p)[0])(state["params"])
+  grad = jax.grad(lambda p: loss_fn(config, encoder, learner, args)(p)[0])(state.params)
   assert float(sum(jnp.abs(g).sum() for g in jax.tree.leaves(grad))) < 1e-20
 
 
@@ -229,7 +234,7 @@ def test_remat_on_and_off_give_equal_gradients():
       config = tiny_config(remat=remat)
       encoder, learner, state, args = setup(config, dtype=jnp.float64)
       f = loss_fn(config, encoder, learner, args)
-      grads.append(jax.grad(lambda p: f(p)[0])(state["params"]))
+      grads.append(jax.grad(lambda p: f(p)[0])(state.params))
   for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
     np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
@@ -237,14 +242,14 @@ def test_remat_on_and_off_give_equal_gradients():
 def test_truncated_estimator_equals_full_backprop_at_full_length_and_differs_when_shorter():
   config = tiny_config()
   encoder, learner, state, args = setup(config)
-  full = jax.grad(lambda p: loss_fn(config, encoder, learner, args)(p)[0])(state["params"])
+  full = jax.grad(lambda p: loss_fn(config, encoder, learner, args)(p)[0])(state.params)
 
   def truncated(k):
     c = tiny_config()
     c.meta.estimator = "truncated"
     c.meta.truncation_length = k
     value, grad = jax.value_and_grad(lambda p: loss_fn(c, encoder, learner, args)(p)[0])(
-        state["params"])
+        state.params)
     return value, grad
 
   value_t, same = truncated(config.inner.num_steps)
@@ -264,7 +269,7 @@ def test_meta_batch_vmap_equals_python_loop_over_tasks():
     config = tiny_config()
     encoder, learner, state, args = setup(config, dtype=jnp.float64)
     f = loss_fn(config, encoder, learner, args)
-    (loss, (metrics, _)), grad = jax.value_and_grad(f, has_aux=True)(state["params"])
+    (loss, (metrics, _, _)), grad = jax.value_and_grad(f, has_aux=True)(state.params)
 
     one = tiny_config()
     one.meta.meta_batch_size = 1
@@ -273,7 +278,7 @@ def test_meta_batch_vmap_equals_python_loop_over_tasks():
       args_m = dict(args, directions=args["directions"][m:m + 1],
                     learner_vars=jax.tree.map(lambda a: a[m:m + 1], args["learner_vars"]))
       fm = loss_fn(one, encoder, learner, args_m)
-      (lm, (met_m, _)), gm = jax.value_and_grad(fm, has_aux=True)(state["params"])
+      (lm, (met_m, _, _)), gm = jax.value_and_grad(fm, has_aux=True)(state.params)
       losses.append(lm)
       grads.append(gm)
       as_values.append(met_m["as_loss"][0])
@@ -287,7 +292,7 @@ def test_meta_batch_vmap_equals_python_loop_over_tasks():
 def test_other_inner_optimizers_give_finite_meta_gradients(optimizer):
   config = tiny_config(optimizer=optimizer, learning_rate=0.01)
   encoder, learner, state, args = setup(config)
-  grad = jax.grad(lambda p: loss_fn(config, encoder, learner, args)(p)[0])(state["params"])
+  grad = jax.grad(lambda p: loss_fn(config, encoder, learner, args)(p)[0])(state.params)
   leaves = jax.tree.leaves(grad)
   assert all(bool(jnp.isfinite(g).all()) for g in leaves)
   assert float(sum(jnp.abs(g).sum() for g in leaves)) > 0
@@ -310,7 +315,7 @@ def test_symmetric_agreement_loss_by_hand():
 
 def test_inner_batches_are_consecutive_fresh_shuffles():
   train_idx = jnp.arange(100, 140)  # 40 training images
-  idx = np.asarray(meta.inner_batch_indices(jax.random.PRNGKey(0), train_idx, 5, 16))
+  idx = np.asarray(meta.inner_batch_indices(jax.random.key(0), train_idx, 5, 16))
   assert idx.shape == (5, 16)
   flat = idx.reshape(-1)
   assert set(flat[:40]) == set(range(100, 140))  # first 40 draws: one whole shuffle
@@ -324,7 +329,7 @@ def test_task_ids_cycle_over_tasks():
 
 
 def test_task_ids_shuffled_every_cycle_from_key_and_step():
-  key = meta.task_order_key(jax.random.PRNGKey(0), "shuffled")
+  key = meta.task_order_key(jax.random.key(0), "shuffled")
   d = 8
   one = [int(meta.task_ids_for_step(jnp.int32(s), 1, d, key)[0]) for s in range(4 * d)]
   cycles = [one[c * d:(c + 1) * d] for c in range(4)]
@@ -338,11 +343,11 @@ def test_task_ids_shuffled_every_cycle_from_key_and_step():
   np.testing.assert_array_equal(four, one)
   again = meta.task_ids_for_step(jnp.int32(13), 1, d, key)
   assert int(again[0]) == one[13]
-  other = meta.task_order_key(jax.random.PRNGKey(1), "shuffled")
+  other = meta.task_order_key(jax.random.key(1), "shuffled")
   assert [int(meta.task_ids_for_step(jnp.int32(s), 1, d, other)[0]) for s in range(d)] != one[:d]
-  assert meta.task_order_key(jax.random.PRNGKey(0), "cyclic") is None
+  assert meta.task_order_key(jax.random.key(0), "cyclic") is None
   with pytest.raises(ValueError, match=r"meta.task_order='random'"):
-    meta.task_order_key(jax.random.PRNGKey(0), "random")
+    meta.task_order_key(jax.random.key(0), "random")
 
 
 def test_haar_directions_are_orthonormal_and_seeded():

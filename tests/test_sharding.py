@@ -16,7 +16,6 @@ from task_discovery import models
 from task_discovery.data import datasets
 from task_discovery.jobs import discovery
 from task_discovery.method import agreement
-from task_discovery.method import meta
 from task_discovery.run import sharding
 from test_discovery import tiny_config
 
@@ -24,10 +23,10 @@ from test_discovery import tiny_config
 def run_meta_steps(config, mesh, num_steps=3):
   dataset = datasets.load_dataset(config.data)
   encoder, learner = models.build_models(config, dataset.input_shape)
-  state = sharding.put_replicated(
-      meta.init_state(encoder, learner, config, jax.random.PRNGKey(config.seed)), mesh)
+  meta_step = discovery.make_meta_step(encoder, learner, config, mesh)
+  state = sharding.put_replicated(meta_step.init(jax.random.key(config.seed)), mesh)
   data = sharding.put_replicated(discovery.device_data(dataset), mesh)
-  step = discovery.jit_meta_step(encoder, learner, config, mesh)
+  step = meta_step.update
   losses = []
   for _ in range(num_steps):
     state, metrics = step(state, data)
@@ -45,10 +44,10 @@ def test_sharded_meta_step_equals_unsharded():
   config.task.num_tasks = 8
   sharded, losses_sharded = run_meta_steps(config, sharding.make_mesh(8))
   single, losses_single = run_meta_steps(config, sharding.make_mesh(1))
-  leaf = jax.tree.leaves(sharded["params"])[0]
+  leaf = jax.tree.leaves(sharded.params)[0]
   assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 8
   np.testing.assert_allclose(losses_sharded, losses_single, rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(sharded["params"]), jax.tree.leaves(single["params"])):
+  for a, b in zip(jax.tree.leaves(sharded.params), jax.tree.leaves(single.params)):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
 
 
@@ -69,7 +68,7 @@ def test_sharded_evaluation_gives_the_same_agreement():
   model = models.make_model(mlp, input_shape=dataset.input_shape, num_outputs=2)
   labels = np.random.default_rng(0).integers(0, 2, size=(5, dataset.num_images))
   kwargs = dict(train_idx=dataset.train_idx, heldout_idx=dataset.heldout_idx, config=cfg,
-                key=jax.random.PRNGKey(0))
+                key=jax.random.key(0))
   single = agreement.evaluate_tasks(model, dataset.images, labels, **kwargs)
   sharded = agreement.evaluate_tasks(model, dataset.images, labels, mesh=sharding.make_mesh(8),
                                      **kwargs)
@@ -108,6 +107,6 @@ def test_two_processes_match_a_single_process(tmp_path):
   single, losses = run_meta_steps(config, sharding.make_mesh(1))
   with np.load(out) as f:
     np.testing.assert_allclose(f["losses"], losses, rtol=1e-5)
-    leaves = [f[f"arr_{i}"] for i in range(len(jax.tree.leaves(single["params"])))]
-  for a, b in zip(leaves, jax.tree.leaves(single["params"])):
+    leaves = [f[f"arr_{i}"] for i in range(len(jax.tree.leaves(single.params)))]
+  for a, b in zip(leaves, jax.tree.leaves(single.params)):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)

@@ -111,8 +111,8 @@ def abstract_state(config):
   encoder, learner = models.build_models(config, dataset.input_shape)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
-                      jax.eval_shape(lambda k: meta.init_state(encoder, learner, config, k),
-                                     jax.random.PRNGKey(0)))
+                      jax.eval_shape(meta.make_meta_step(encoder, learner, config).init,
+                                     jax.random.key(0)).to_checkpoint())
 
 
 def rewrite_step(workdir, step, change_state, payload_of):
@@ -137,7 +137,7 @@ def test_flipped_bytes_in_latest_checkpoint_resume_from_newest_intact_step(workd
   damaged = flip_step(workdir, 4)
   with caplog.at_level(logging.WARNING):
     state, rows = train_only(tiny_config(6), workdir)
-  assert int(state["step"]) == 6
+  assert int(state.step) == 6
   assert "resuming from checkpoint step 2, the newest intact one: step 4 is damaged" in caplog.text
   # Nothing deleted: the damaged step is kept, byte for byte, beside the workdir's checkpoints.
   for path, damaged_bytes in damaged.items():

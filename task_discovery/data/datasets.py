@@ -345,7 +345,7 @@ def _tfds_missing_message(name: str, data_dir: str, split: str, reason: str) -> 
       f'TFDS dataset {name!r} (split {split!r}) {reason} in '
       f'{data_dir or "the default TFDS data_dir (~/tensorflow_datasets or $TFDS_DATA_DIR)"}. '
       'Nothing is downloaded here (an offline download retries for minutes). On a machine with '
-      "internet, run\n  pip install 'task_discovery[tfds-prepare]'\n"
+      "internet, in the repository's checkout, run\n  pip install -e '.[tfds-prepare]'\n"
       f'  python -c "import tensorflow_datasets as tfds; tfds.data_source({name!r}, {dir_arg}'
       "builder_kwargs={'file_format': 'array_record'})\"\n"
       'and copy the prepared directory here, or pass --config.data.data_dir=DIR pointing at it.')

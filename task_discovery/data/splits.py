@@ -29,10 +29,8 @@ from typing import Sequence
 import numpy as np
 from absl import logging
 
+from task_discovery import keys
 from task_discovery.run import workdir as workdir_lib
-
-# The stream of randomness of the random baselines and subsamples, derived from the seed.
-_SPLIT_STREAM = 12
 
 def check_binary_task(labels: np.ndarray, name: str) -> np.ndarray:
   """Returns `labels` as int32 `[N]` after checking they are binary and use both classes.
@@ -76,14 +74,15 @@ def adversarial_split(target: np.ndarray, discovered: np.ndarray, *,
 
 
 def random_split(num_images: int, train_size: int,
-                 seed: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+                 seed: int | Sequence[int] | np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray]:
   """A uniformly random split of `range(num_images)`; reads no labels, so it is uncorrelated with
   every task by construction.
 
   Args:
     num_images: N.
     train_size: size of the train part, in [0, N]; the test part is the rest.
-    seed: seed (or sequence of seeds) of `np.random.default_rng`.
+    seed: seed (or sequence of seeds) of `np.random.default_rng`, or a generator.
 
   Returns:
     `(train_idx, test_idx)`: sorted int32 indices, disjoint, together all of `range(N)`.
@@ -146,9 +145,14 @@ class Split:
   random_test_idx: np.ndarray
 
 
-def _split_seed(seed: int, stream: int, target: int, discovered: int, mirror: bool) -> list[int]:
+# What a split's draws are for: the last index of its stream (`keys.Stream.SPLITS`).
+_RANDOM_BASELINE, _SUBSAMPLE = 0, 1
+
+
+def _split_rng(seed: int, use: int, target: int, discovered: int,
+               mirror: bool) -> np.random.Generator:
   # A split's randomness depends on its identity only, not on the other splits of the run.
-  return [seed % 2**32, stream, target, discovered, int(mirror)]
+  return keys.numpy_rng(seed, keys.Stream.SPLITS, target, discovered, int(mirror), use)
 
 
 def build_splits(target_labels: np.ndarray, discovered_labels: np.ndarray, *,
@@ -177,7 +181,7 @@ def build_splits(target_labels: np.ndarray, discovered_labels: np.ndarray, *,
       for m in ((False, True) if mirror else (False,)):
         train_idx, test_idx = adversarial_split(target, disc, mirror=m)
         rnd_train, rnd_test = random_split(num_images, len(train_idx),
-                                           _split_seed(seed, _SPLIT_STREAM, t, d, m))
+                                           _split_rng(seed, _RANDOM_BASELINE, t, d, m))
         pair.append(Split(int(t), int(d), m, train_idx, test_idx, rnd_train, rnd_test))
       smaller = min(len(pair[0].train_idx), len(pair[0].test_idx))
       if smaller < max(min_part_fraction * num_images, 1):
@@ -203,8 +207,7 @@ def equal_size_parts(splits: Sequence[Split], seed: int) -> dict[str, np.ndarray
   out = {k: [] for k in ("adversarial_train_idx", "adversarial_test_idx", "random_train_idx",
                          "random_test_idx")}
   for s in splits:
-    rng = np.random.default_rng(_split_seed(seed, _SPLIT_STREAM + 100, s.target, s.discovered,
-                                            s.mirror))
+    rng = _split_rng(seed, _SUBSAMPLE, s.target, s.discovered, s.mirror)
     out["adversarial_train_idx"].append(subsample(s.train_idx, n, rng))
     out["adversarial_test_idx"].append(subsample(s.test_idx, m, rng))
     out["random_train_idx"].append(subsample(s.random_train_idx, n, rng))

@@ -1,4 +1,4 @@
-"""Tasks: labellings of a fixed image set (SPEC section 1).
+"""Tasks: labellings of a fixed image set (docs/method.md#tasks).
 
 A task is an int32 array of labels over *all* images of a `datasets.Dataset`
 (`[num_images]`, or `[num_tasks, num_images]` for a stack of tasks), so that the same labelling
@@ -78,8 +78,10 @@ def human_task_labels(class_labels: np.ndarray, num_classes: int,
   return membership[:, np.asarray(class_labels)]
 
 
-def random_task_labels(num_images: int, num_tasks: int, seed: int) -> np.ndarray:
-  """Random-labelled tasks: an independent fair coin per image and task.
+def random_task_labels(num_images: int, num_tasks: int,
+                       seed: int | np.random.Generator) -> np.ndarray:
+  """Random-labelled tasks: an independent fair coin per image and task, from `seed` (a seed of
+  `np.random.default_rng`, or a generator such as `keys.numpy_rng(...)`).
 
   Returns:
     int32 `[num_tasks, num_images]`.

@@ -1,4 +1,5 @@
-"""`job='adversarial_split'`: train learners on adversarial splits of discovered tasks (SPEC 7).
+"""`job='adversarial_split'`: train learners on adversarial splits of discovered tasks
+(docs/method.md#adversarial-splits).
 
 The splits themselves (train = {tau != tau_d}, test = {tau == tau_d}, their mirrors, random
 baselines of the same sizes, the equal-size policy) are built by `splits`; this module gathers
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from task_discovery import keys
 from task_discovery import models
 from task_discovery.data import datasets
 from task_discovery.data import splits as splits_lib
@@ -34,10 +36,6 @@ from task_discovery.run import plots
 from task_discovery.run import report as report_lib
 from task_discovery.run import sharding
 from task_discovery.run import workdir as workdir_lib
-
-# Separate streams of randomness derived from config.seed (the splits' own: `splits`).
-_EVAL_STREAM = 11
-_RANDOM_NETWORK_STREAM = 13
 
 
 # ------------------------------------------------------------------------------- task sources
@@ -138,7 +136,7 @@ def load_discovered(config, dataset: datasets.Dataset) -> tuple[np.ndarray, np.n
     if len(a.discovered_tasks):
       logging.info("source='random_network': adversarial.discovered_tasks is ignored; using "
                    "networks 0..%d", a.num_random_networks - 1)
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), _RANDOM_NETWORK_STREAM)
+    key = keys.key(config.seed, keys.Stream.RANDOM_NETWORKS)
     labels = random_network_tasks(a.random_network, dataset.images, dataset.labels, key=key,
                                   num_networks=a.num_random_networks,
                                   batch_size=config.eval.predict_batch_size)
@@ -176,9 +174,9 @@ def evaluate_splits(config, dataset: datasets.Dataset, splits: Sequence[splits_l
     `agreement` `[S]` as returned by `agreement.evaluate_tasks`.
   """
   num_splits = len(splits)
-  key = jax.random.fold_in(jax.random.PRNGKey(config.seed), _EVAL_STREAM)
-  split_keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(
-      key, s.target), s.discovered), int(s.mirror)) for s in splits])
+  root = keys.root(config.seed)
+  split_keys = jnp.stack([keys.stream(root, keys.Stream.ADVERSARIAL_LEARNERS, s.target,
+                                      s.discovered, int(s.mirror)) for s in splits])
   train_idx = np.concatenate([parts["adversarial_train_idx"], parts["random_train_idx"]])
   test_idx = np.concatenate([parts["adversarial_test_idx"], parts["random_test_idx"]])
   kinds = {"binary": (2, np.stack([target_rows[s.target] for s in splits] * 2))}
@@ -193,7 +191,8 @@ def evaluate_splits(config, dataset: datasets.Dataset, splits: Sequence[splits_l
                  config.eval.num_epochs)
     results = agreement.evaluate_tasks(
         models.build_models(config, dataset.input_shape, num_outputs=num_outputs)[1], dataset.images, labels,
-        train_idx=train_idx, heldout_idx=test_idx, config=config.eval, key=key,
+        train_idx=train_idx, heldout_idx=test_idx, config=config.eval,
+        key=keys.stream(root, keys.Stream.ADVERSARIAL_DATA),
         task_keys=jnp.concatenate([split_keys, split_keys]), name=f"adversarial {kind}",
         mesh=mesh)
     out[kind] = {"adversarial": {k: v[:num_splits] for k, v in results.items()},

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from task_discovery import keys
 from task_discovery import models
 from task_discovery.data import datasets
 from task_discovery.data import inputs
@@ -28,6 +29,7 @@ from task_discovery.models import task_network
 from task_discovery.run import checkpoints
 from task_discovery.run import metric_writers
 from task_discovery.run import plots
+from task_discovery.run import profiling
 from task_discovery.run import progress as progress_lib
 from task_discovery.run import report as report_lib
 from task_discovery.run import sharding
@@ -44,12 +46,12 @@ def meta_heldout_idx(dataset: datasets.Dataset) -> np.ndarray:
   return dataset.meta_val_idx if len(dataset.meta_val_idx) else dataset.heldout_idx
 
 
-def device_data(dataset: datasets.Dataset) -> dict:
+def device_data(dataset: datasets.Dataset) -> meta.DiscoveryData:
   """The dataset as device arrays; minibatches are gathered inside the compiled step.
   `heldout_idx` is the meta-step's held-out part (`meta_heldout_idx`)."""
-  return {"images": jnp.asarray(dataset.images),
-          "train_idx": jnp.asarray(dataset.train_idx, jnp.int32),
-          "heldout_idx": jnp.asarray(meta_heldout_idx(dataset), jnp.int32)}
+  return meta.DiscoveryData(images=jnp.asarray(dataset.images),
+                            train_idx=jnp.asarray(dataset.train_idx, jnp.int32),
+                            heldout_idx=jnp.asarray(meta_heldout_idx(dataset), jnp.int32))
 
 
 def _check_finite(step: int, values: dict[str, float], workdir: str, last_saved,
@@ -72,34 +74,41 @@ def _check_finite(step: int, values: dict[str, float], workdir: str, last_saved,
       "meta.learning_rate (for optimizer='adam' keep inner.eps_root > 0), then resume.")
 
 
-def jit_meta_step(encoder: models.Model, learner: models.Model, config, mesh, *,
-                  unroll_scans: bool = False):
-  """The compiled meta-step: tasks of the meta-batch split over `mesh`, the rest replicated,
-  the state donated (updated in place). `unroll_scans`: see `meta.make_meta_loss` (benchmarks
-  count FLOPs on such a compile)."""
+def make_meta_step(encoder: models.Model, learner: models.Model, config, mesh, *,
+                   unroll_scans: bool = False) -> meta.MetaStep:
+  """`meta.make_meta_step` with the tasks of the meta-batch split over `mesh` and `update`
+  compiled: the rest replicated, the state donated (updated in place). `unroll_scans`: see
+  `meta.make_meta_loss` (benchmarks count FLOPs on such a compile)."""
   replicated = sharding.replicated(mesh)
-  step_fn = meta.make_meta_step(encoder, learner, config,
-                                shard_tasks=sharding.constrain_along_data(mesh),
-                                unroll_scans=unroll_scans)
-  return jax.jit(step_fn, in_shardings=(replicated, replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=0)
+  step = meta.make_meta_step(encoder, learner, config,
+                             shard_tasks=sharding.constrain_along_data(mesh),
+                             unroll_scans=unroll_scans)
+  return step._replace(update=jax.jit(step.update, in_shardings=(replicated, replicated),
+                                      out_shardings=(replicated, replicated), donate_argnums=0))
 
 
-def _restore_or_init(mgr, config, workdir: str, encoder: models.Model, learner: models.Model,
-                     key: jax.Array, mesh, *, main_process: bool):
+def _restore_or_init(mgr, config, workdir: str, meta_step: meta.MetaStep, key: jax.Array, mesh,
+                     *, main_process: bool) -> tuple[meta.MetaState, int | None]:
   """`(state, restored step)`: the newest intact checkpoint's state (`restored step` None and
-  a fresh `meta.init_state` when there is none), replicated over `mesh`."""
+  a fresh `meta_step.init(key)` when there is none), replicated over `mesh`."""
   replicated = sharding.replicated(mesh)
-  abstract = jax.eval_shape(lambda k: meta.init_state(encoder, learner, config, k), key)
+  abstract = jax.eval_shape(meta_step.init, key)
   abstract = jax.tree.map(
       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), abstract)
-  state, latest = checkpoints.restore_newest_intact(mgr, abstract, config, workdir,
-                                                    main_process=main_process)
+  state, latest = checkpoints.restore_newest_intact(mgr, abstract.to_checkpoint(), config,
+                                                    workdir, main_process=main_process)
   if latest is not None:
     logging.info("resumed from checkpoint step %d in %s (checksums verified)", latest, workdir)
-  else:
-    state = sharding.put_replicated(meta.init_state(encoder, learner, config, key), mesh)
-  return state, latest
+    return meta.MetaState.from_checkpoint(state), latest
+  return sharding.put_replicated(meta_step.init(key), mesh), None
+
+
+def _log_sizes(config, state: meta.MetaState, mesh) -> None:
+  logging.info("task network: %d encoder params, learner: %d params, %d tasks, meta-batch %d "
+               "over %d devices", models.num_params({"params": state.params}),
+               models.num_params({"params": jax.tree.map(lambda a: a[0],
+                                                         state.learner_init["params"])}),
+               config.task.num_tasks, config.meta.meta_batch_size, mesh.size)
 
 
 def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
@@ -109,32 +118,31 @@ def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
   task network, optimiser state and dataset are replicated.
 
   Returns:
-    (final state (dict pytree, see `meta.make_meta_step`), encoder model).
+    (final state (`meta.MetaState`), encoder model).
   """
   if mesh is None:
     mesh = sharding.make_mesh(config.mesh.num_devices, divides=config.meta.meta_batch_size)
   sharding.check_divisible(config.meta.meta_batch_size, mesh, "meta.meta_batch_size")
   encoder, learner = models.build_models(config, dataset.input_shape)
-  key = jax.random.PRNGKey(config.seed)
+  key = keys.root(config.seed)
   inputs.check_batch_sizes(config, num_train=len(dataset.train_idx),
                            num_heldout=len(dataset.heldout_idx),
                            num_meta_val=len(dataset.meta_val_idx))
   main_process = workdir_lib.Workdir.of(workdir).writes
   mgr = checkpoints.manager(workdir, max_to_keep=config.checkpoint.max_to_keep)
   payload = checkpoints.make_payload(config, dataset)
-  state, latest = _restore_or_init(mgr, config, workdir, encoder, learner, key, mesh,
+  meta_step = make_meta_step(encoder, learner, config, mesh)
+  state, latest = _restore_or_init(mgr, config, workdir, meta_step, key, mesh,
                                    main_process=main_process)
-  start = int(state["step"])
+  start = int(state.step)
   num_steps = config.meta.num_steps
-  logging.info("task network: %d encoder params, learner: %d params, %d tasks, meta-batch %d "
-               "over %d devices", models.num_params({"params": state["params"]}),
-               models.num_params({"params": jax.tree.map(lambda a: a[0],
-                                                         state["learner_init"]["params"])}),
-               config.task.num_tasks, config.meta.meta_batch_size, mesh.size)
-  meta_step = jit_meta_step(encoder, learner, config, mesh)
+  _log_sizes(config, state, mesh)
   data = sharding.put_replicated(device_data(dataset), mesh)
   # Records after the restored step were made by the interrupted run: drop them.
   writer = metric_writers.MetricWriter(workdir, enabled=main_process, resume_step=start)
+  # From the run's second meta-step on: its first one compiles.
+  profiler = profiling.StepTrace(workdir, num_steps=config.profile_steps, first_step=start + 1,
+                                 enabled=main_process)
   bar = progress_lib.Progress(num_steps, "meta-step", start=start)
   last_saved = latest
   pending = None  # step of a checkpoint save that may still be in flight
@@ -143,7 +151,8 @@ def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
   finished = False
   try:
     for step in range(start, num_steps):
-      state, metrics = meta_step(state, data)
+      profiler.step(step, block=state)  # waits for the traced steps before it stops the trace
+      state, metrics = meta_step.update(state, data)
       # A host sync per step: the step that went wrong is reported exactly, and the cost is
       # small next to a meta-step (T unrolled learner steps and their backward pass).
       values = {"loss": float(metrics["loss"]), "grad_norm": float(metrics["grad_norm"])}
@@ -162,7 +171,8 @@ def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
                            f"{config.task.diversity} {scalars['diversity']:.3f}")
         window, t_window = [], time.perf_counter()
       if done % config.checkpoint.every_steps == 0 or done == num_steps:
-        checkpoints.save(mgr, done, state, payload, pending=pending)  # every process takes part
+        checkpoints.save(mgr, done, state.to_checkpoint(), payload,
+                         pending=pending)  # every process takes part
         pending, last_saved = done, done
     checkpoints.check_pending_save(mgr, pending, wait=True)
     finished = True
@@ -174,6 +184,7 @@ def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
         logging.error("a checkpoint save failed as well: %s", e)
     mgr.close()
     writer.close()
+    profiler.close(block=state)
   if start >= num_steps:
     logging.info("checkpoint already at step %d >= meta.num_steps=%d: no training", start,
                  num_steps)
@@ -181,12 +192,12 @@ def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
 
 
 def export_tasks(workdir: str, dataset: datasets.Dataset, encoder: models.Model,
-                 state: dict) -> tuple[np.ndarray, np.ndarray]:
+                 state: meta.MetaState) -> tuple[np.ndarray, np.ndarray]:
   """Writes `tasks.npz` / `tasks.csv`: hard labels `[d, N]` of every discovered task over the
   whole dataset (encoder in eval mode), with the train/held-out indices. Returns (labels,
   scores)."""
   label = task_network.make_labeler(encoder)
-  scores = np.asarray(label(state["params"], state["batch_stats"], state["directions"],
+  scores = np.asarray(label(state.params, state.batch_stats, state.directions,
                             jnp.asarray(dataset.images)))
   labels = np.asarray(task_network.hard_labels(scores))
   wd = workdir_lib.Workdir.of(workdir)
@@ -243,7 +254,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   if not workdir_lib.Workdir.of(workdir).writes:
     return report
   report = report_lib.update(workdir, discovery={
-      "meta_steps": int(state["step"]), "train_seconds_this_run": train_seconds,
+      "meta_steps": int(state.step), "train_seconds_this_run": train_seconds,
       "num_tasks": int(config.task.num_tasks)})
   for family, s in report["summary"].items():
     logging.info("%-10s mean AS %.4f (n=%d)", family, s["mean_as"], s["num_tasks"])

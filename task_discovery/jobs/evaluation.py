@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from task_discovery import keys
 from task_discovery import models
 from task_discovery.data import datasets
 from task_discovery.data import inputs
@@ -19,10 +20,6 @@ from task_discovery.run import report as report_lib
 from task_discovery.run import sharding
 from task_discovery.run import workdir as workdir_lib
 
-# Separate streams of randomness derived from config.seed.
-_EVAL_STREAM = 1
-_RANDOM_TASKS_STREAM = 2
-
 
 def family_tasks(config, dataset: datasets.Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """The human- and random-labelled tasks to evaluate: {family: (indices, labels [T, N])}."""
@@ -32,7 +29,8 @@ def family_tasks(config, dataset: datasets.Dataset) -> dict[str, tuple[np.ndarra
   return {
       "human": (human_idx, tasks.human_task_labels(dataset.labels, dataset.num_classes, human_idx)),
       "random": (random_idx, tasks.random_task_labels(
-          dataset.num_images, len(random_idx), seed=config.seed * 1000 + _RANDOM_TASKS_STREAM)),
+          dataset.num_images, len(random_idx),
+          seed=keys.numpy_rng(config.seed, keys.Stream.RANDOM_TASKS))),
   }
 
 
@@ -49,11 +47,11 @@ def evaluate_families(config, dataset: datasets.Dataset,
   if not families:
     return {"tasks": [], "summary": {}, "eval_seconds": 0.0}
   _, model = models.build_models(config, dataset.input_shape)
-  key = jax.random.fold_in(jax.random.PRNGKey(config.seed), _EVAL_STREAM)
+  root = keys.root(config.seed)
   # Learner initialisations depend on the task's family and index only (not on chunking).
   task_keys = jnp.concatenate([
-      jax.vmap(lambda i, f=family: jax.random.fold_in(
-          jax.random.fold_in(key, tasks.FAMILIES.index(f)), i))(jnp.asarray(indices))
+      jax.vmap(lambda i, f=family: keys.stream(root, keys.Stream.EVAL_LEARNERS,
+                                               tasks.FAMILIES.index(f), i))(jnp.asarray(indices))
       for family, (indices, _) in families.items()])
   labels = np.concatenate([labels for _, labels in families.values()])
   names = "+".join(f"{len(v[0])} {f}" for f, v in families.items())
@@ -62,7 +60,8 @@ def evaluate_families(config, dataset: datasets.Dataset,
   t0 = time.perf_counter()
   results = agreement.evaluate_tasks(
       model, dataset.images, labels, train_idx=dataset.train_idx,
-      heldout_idx=dataset.heldout_idx, config=config.eval, key=key, task_keys=task_keys,
+      heldout_idx=dataset.heldout_idx, config=config.eval, key=keys.stream(root, keys.Stream.EVAL_DATA),
+      task_keys=task_keys,
       name=names, mesh=sharding.make_mesh(config.mesh.num_devices))
   entries, summary, start = [], {}, 0
   for family, (indices, _) in families.items():

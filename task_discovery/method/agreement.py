@@ -1,4 +1,4 @@
-"""Agreement score (AS) under the evaluation protocol (SPEC section 2).
+"""Agreement score (AS) under the evaluation protocol (docs/method.md#the-agreement-score).
 
 For every task, `num_learners` networks train from different initialisations on the task's hard
 labels, on identical batches, and the AS is the mean pairwise agreement of their argmax
@@ -14,13 +14,14 @@ all tasks see the same batch order, so the chunking changes nothing but floating
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from task_discovery import keys as keys_lib
 from task_discovery import models
 from task_discovery.method import inner_loop
 from task_discovery.method import optimizers
@@ -28,12 +29,11 @@ from task_discovery.run import progress as progress_lib
 from task_discovery.run import sharding
 
 
-# Learner state: a dict `{'params', 'batch_stats', 'opt_state'}`, every leaf with leading axes
-# `[tasks, learners]`. State pytrees of this library are string-keyed dicts, as the discovery state
-# (`meta.init_state`) whose keys name the arrays of the checkpoints on disk: one container style,
-# so a key can be added without changing a class, and orbax, `jax.eval_shape` and the sharding
-# helpers see the same kind of tree everywhere. (Scan carries inside one function stay tuples.)
-LearnerState = dict[str, Any]
+class LearnerState(NamedTuple):
+  """The evaluation's learners: every leaf with leading axes `[tasks, learners]`."""
+  params: Any
+  batch_stats: Any
+  opt_state: Any
 
 
 def pairwise_agreement(predictions: jax.Array) -> jax.Array:
@@ -56,11 +56,13 @@ def pairwise_agreement(predictions: jax.Array) -> jax.Array:
 
 def init_learners(model: models.Model, optimizer: optax.GradientTransformation,
                   keys: jax.Array) -> LearnerState:
-  """Initialises learners from a `[num_tasks, num_learners]` array of keys."""
+  """Initialises learners from a `[num_tasks, num_learners]` array of keys (typed, or their
+  raw data, which is how they travel through numpy to the devices)."""
+  if not jnp.issubdtype(keys.dtype, jax.dtypes.prng_key):
+    keys = keys_lib.wrap(keys)
   variables = jax.vmap(jax.vmap(model.init))(keys)
   opt_state = jax.vmap(jax.vmap(optimizer.init))(variables["params"])
-  return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {}),
-          "opt_state": opt_state}
+  return LearnerState(variables["params"], variables.get("batch_stats", {}), opt_state)
 
 
 def make_train_epoch(model: models.Model, optimizer: optax.GradientTransformation, *,
@@ -93,8 +95,8 @@ def make_train_epoch(model: models.Model, optimizer: optax.GradientTransformatio
       x = images[idx]
       y = labels[:, idx] if shared else jnp.take_along_axis(labels, idx, axis=1)
       params, batch_stats, opt_state, loss = over_tasks(
-          state["params"], state["batch_stats"], state["opt_state"], x, y)
-      return {"params": params, "batch_stats": batch_stats, "opt_state": opt_state}, loss
+          state.params, state.batch_stats, state.opt_state, x, y)
+      return LearnerState(params, batch_stats, opt_state), loss
 
     state, losses = jax.lax.scan(body, state, positions)
     return state, losses.mean(axis=0)
@@ -123,10 +125,10 @@ def _heldout_predictions(predict: Callable, state: LearnerState, images, chunk_l
   """`(predictions [t, L, m], targets [t, 1, m])` of a chunk's learners on its held-out images:
   `chunk_heldout` is `[m]` (shared by the chunk's tasks) or `[t, m]`."""
   if chunk_heldout.ndim == 1:
-    preds = predict(state["params"], state["batch_stats"], images[chunk_heldout])  # [t, L, m]
+    preds = predict(state.params, state.batch_stats, images[chunk_heldout])  # [t, L, m]
     targets = chunk_labels[:, jnp.asarray(chunk_heldout)][:, None, :]
   else:  # one held-out set per task: predict on the union, then pick each task's part.
-    preds_all = predict(state["params"], state["batch_stats"], images)  # [t, L, N]
+    preds_all = predict(state.params, state.batch_stats, images)  # [t, L, N]
     preds = jnp.take_along_axis(preds_all, jnp.asarray(chunk_heldout)[:, None, :], axis=2)
     targets = jnp.take_along_axis(chunk_labels, jnp.asarray(chunk_heldout), axis=1)[:, None]
   return preds, targets
@@ -160,8 +162,10 @@ def evaluate_tasks(model: models.Model, images: np.ndarray, labels: np.ndarray, 
   num_tasks = labels.shape[0]
   if task_keys is None:
     task_keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(jnp.arange(num_tasks))
-  if jnp.issubdtype(task_keys.dtype, jax.dtypes.prng_key):  # typed keys -> raw key data
-    task_keys = jax.random.key_data(task_keys)
+  if not jnp.issubdtype(task_keys.dtype, jax.dtypes.prng_key):
+    task_keys = keys_lib.wrap(task_keys)
+  # Raw key data from here: chunks are padded and placed on devices as numpy arrays.
+  task_keys = np.asarray(jax.random.key_data(task_keys))
   optimizer = optimizers.make_optimizer(
       config.optimizer, learning_rate=config.learning_rate)
   n_train = np.shape(train_idx)[-1]
@@ -194,8 +198,9 @@ def evaluate_tasks(model: models.Model, images: np.ndarray, labels: np.ndarray, 
     chunk_train = (put_shared(np.asarray(train_idx)) if np.ndim(train_idx) == 1
                    else put_tasks(pad(train_idx, sl)))
     chunk_heldout = np.asarray(heldout_idx if np.ndim(heldout_idx) == 1 else pad(heldout_idx, sl))
-    learner_keys = np.asarray(jax.vmap(lambda k: jax.random.split(k, config.num_learners))(
-        jnp.asarray(pad(np.asarray(task_keys), sl))))
+    learner_keys = np.asarray(jax.random.key_data(jax.vmap(
+        lambda k: jax.random.split(keys_lib.wrap(k), config.num_learners))(
+            jnp.asarray(pad(task_keys, sl)))))
     state = init(put_tasks(learner_keys))
     for epoch in range(config.num_epochs):
       state, loss = train_epoch(state, images, chunk_labels, chunk_train,

@@ -48,7 +48,7 @@ Choices for `es` and `pes`:
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -61,17 +61,69 @@ from task_discovery.method import optimizers
 ESTIMATORS = config_lib.ESTIMATORS
 
 
+class UnrollInputs(NamedTuple):
+  """What one unroll of the meta-objective reads (`meta.make_meta_step` builds it per step).
+
+  Attributes:
+    learner_vars: the learners' initial variables, leaves `[M, L, ...]`.
+    directions: `[M, d]` the task directions of the meta-batch.
+    directions_all: `[d, d]` all task directions (the diversity term reads them).
+    images: `[N, H, W, C]` the dataset; the batches are gathered from it by index.
+    batch_idx: `[T, B]` the image indices of the T inner batches.
+    heldout_x: `[B_h, H, W, C]` the held-out batch of the differentiable AS.
+    window: int32 scalar, the window of `pes` this meta-step runs (0 for the others).
+  """
+  learner_vars: Any
+  directions: jax.Array
+  directions_all: jax.Array
+  images: jax.Array
+  batch_idx: jax.Array
+  heldout_x: jax.Array
+  window: jax.Array
+
+
+class LossAux(NamedTuple):
+  """What the meta-objective returns beside J.
+
+  Attributes:
+    metrics: dict of scalars and `[M]` arrays (`meta.loss_and_metrics` names them).
+    encoder_batch_stats: the task network's running statistics after the unroll.
+    carry: the learners' state after the unroll (leading axis M * L), where `pes` continues.
+  """
+  metrics: dict
+  encoder_batch_stats: Any
+  carry: Any
+
+
+class EstimatorOut(NamedTuple):
+  """A gradient estimate and what came with it.
+
+  Attributes:
+    grads: the estimate, shaped like the task network's parameters.
+    metrics: `LossAux.metrics`, averaged over perturbations for `es` and `pes`.
+    encoder_batch_stats: the task network's running statistics after the meta-step.
+    state: the estimator's new persistent state (`{}` when it keeps none).
+  """
+  grads: Any
+  metrics: dict
+  encoder_batch_stats: Any
+  state: Any
+
+
 class Objective(NamedTuple):
   """The builders of what an estimator differentiates or perturbs (`meta` passes its own, so
   this module sits below `meta` in the import graph instead of importing it back).
 
   Attributes:
-    meta_loss: `(encoder, learner, config, *, persistent, unroll_scans) -> meta_loss`, as
-      `meta.make_meta_loss`.
+    meta_loss: `(encoder, learner, config, *, unroll_scans) -> meta_loss`, as
+      `meta.make_meta_loss`: `meta_loss(theta, encoder_batch_stats, inputs) -> (J, LossAux)`.
+    window_loss: `(encoder, learner, config) -> window_loss`, as `meta.make_window_loss`:
+      `window_loss(theta, encoder_batch_stats, inputs, start, reset) -> (J, LossAux)`.
     diversity_grad: `(encoder, config) -> diversity_grad`, as `unroll.make_diversity_grad`.
     flatten_learners: `(tree [M, L, ...], M, L) -> tree [M * L, ...]`.
   """
   meta_loss: Callable
+  window_loss: Callable
   diversity_grad: Callable
   flatten_learners: Callable
 
@@ -83,13 +135,11 @@ class GradientEstimator(NamedTuple):
     name: one of `ESTIMATORS`.
     num_windows: meta-steps per unroll (W = T / K for `pes`, else 1): meta-step s runs
       window `s mod W` of unroll `s // W`.
-    init_state: `(theta, learner_vars) -> state`, the persistent state (a dict pytree, empty
+    init_state: `(theta, learner_vars) -> state`, the persistent state (a dict pytree, `{}`
       when the estimator keeps none); `learner_vars` leaves have leading axes `[M, L]`.
-    grad: `(theta, encoder_batch_stats, state, unroll, key) -> (grads, metrics,
-      new_encoder_batch_stats, new_state)`. `unroll` holds the inputs of `meta.make_meta_loss`
-      for the whole unroll (`learner_vars`, `directions`, `directions_all`, `images`,
-      `batch_idx` `[T, B]`, `heldout_x`) and `window` (int32 scalar). `key` draws the
-      perturbations (unused by `full` and `truncated`).
+    grad: `(theta, encoder_batch_stats, state, inputs: UnrollInputs, key) -> EstimatorOut`;
+      `inputs` holds the whole unroll, `key` draws the perturbations (unused by `full` and
+      `truncated`).
   """
   name: str
   num_windows: int
@@ -102,21 +152,16 @@ def _no_state(theta, learner_vars) -> dict:
   return {}
 
 
-def _meta_loss_args(unroll: dict) -> dict:
-  return {k: v for k, v in unroll.items() if k != "window"}
-
-
 def backprop(objective: Objective, encoder: models.Model, learner: models.Model, config, *,
              unroll_scans: bool = False) -> GradientEstimator:
   """`full` and `truncated` (`meta.truncation_length`): reverse mode through the unroll."""
   grad_fn = jax.value_and_grad(
       objective.meta_loss(encoder, learner, config, unroll_scans=unroll_scans), has_aux=True)
 
-  def grad(theta, encoder_batch_stats, state, unroll, key):
+  def grad(theta, encoder_batch_stats, state, inputs: UnrollInputs, key) -> EstimatorOut:
     del key
-    (_, (metrics, batch_stats)), grads = grad_fn(
-        theta, encoder_batch_stats, **_meta_loss_args(unroll))
-    return grads, metrics, batch_stats, state
+    (_, aux), grads = grad_fn(theta, encoder_batch_stats, inputs)
+    return EstimatorOut(grads, aux.metrics, aux.encoder_batch_stats, state)
 
   return GradientEstimator(config.meta.estimator, 1, _no_state, grad)
 
@@ -154,13 +199,13 @@ def es_gradient(loss_fn: Callable, theta, key: jax.Array, *, sigma: float, num_p
   return antithetic_estimate(eps, losses, sigma), losses
 
 
-def _perturbed_meta_loss(objective, encoder, learner, config, *, persistent: bool):
-  """The AS loss alone (diversity off): ES/PES estimate this part, the diversity term is
-  differentiated exactly."""
+def _as_only(config):
+  """`config` with the diversity term off: ES/PES estimate the AS loss alone, the diversity
+  term is differentiated exactly."""
   as_only = config.copy_and_resolve_references()
   with as_only.unlocked():
     as_only.task.diversity = "none"
-  return objective.meta_loss(encoder, learner, as_only, persistent=persistent)
+  return as_only
 
 
 def _combine(losses, metrics, div_loss, div_value, as_grads, div_grads):
@@ -175,19 +220,18 @@ def es(objective: Objective, encoder: models.Model, learner: models.Model, confi
   """Antithetic ES on the whole unroll (module docstring); `meta.es_sigma`,
   `meta.es_num_pairs`."""
   sigma, num_pairs = float(config.meta.es_sigma), int(config.meta.es_num_pairs)
-  as_loss = _perturbed_meta_loss(objective, encoder, learner, config, persistent=False)
+  as_loss = objective.meta_loss(encoder, learner, _as_only(config))
   diversity_grad = objective.diversity_grad(encoder, config)
 
-  def grad(theta, encoder_batch_stats, state, unroll, key):
-    args = _meta_loss_args(unroll)
+  def grad(theta, encoder_batch_stats, state, inputs: UnrollInputs, key) -> EstimatorOut:
     (div_loss, (div_value, batch_stats)), div_grads = diversity_grad(
-        theta, encoder_batch_stats, args["directions_all"], args["images"], args["batch_idx"])
+        theta, encoder_batch_stats, inputs.directions_all, inputs.images, inputs.batch_idx)
     eps = gaussian_like(key, theta, num_pairs)
     thetas = shard_pairs(antithetic(theta, eps, sigma))
-    losses, (metrics, _) = jax.vmap(lambda t: as_loss(t, encoder_batch_stats, **args))(thetas)
-    grads, metrics = _combine(losses, metrics, div_loss, div_value,
+    losses, aux = jax.vmap(lambda t: as_loss(t, encoder_batch_stats, inputs))(thetas)
+    grads, metrics = _combine(losses, aux.metrics, div_loss, div_value,
                               antithetic_estimate(eps, losses, sigma), div_grads)
-    return grads, metrics, batch_stats, state
+    return EstimatorOut(grads, metrics, batch_stats, state)
 
   return GradientEstimator("es", 1, _no_state, grad)
 
@@ -209,7 +253,7 @@ def pes(objective: Objective, encoder: models.Model, learner: models.Model, conf
   if inner.get("learner_updates", "auto") == "samples":
     raise ValueError("estimator='pes' carries the learners' weights across windows: use "
                      "inner.learner_updates='auto' or 'weights'")
-  window_loss = _perturbed_meta_loss(objective, encoder, learner, config, persistent=True)
+  window_loss = objective.window_loss(encoder, learner, _as_only(config))
   diversity_grad = objective.diversity_grad(encoder, config)
   optimizer = optimizers.make_optimizer(
       inner.optimizer, learning_rate=inner.learning_rate, momentum=inner.momentum,
@@ -232,23 +276,21 @@ def pes(objective: Objective, encoder: models.Model, learner: models.Model, conf
         "xi": jax.tree.map(lambda a: jnp.zeros((num_pairs,) + a.shape, a.dtype), theta),
     }
 
-  def grad(theta, encoder_batch_stats, state, unroll, key):
-    args = _meta_loss_args(unroll)
-    reset = unroll["window"] == 0
-    batch_idx = jax.lax.dynamic_slice_in_dim(args.pop("batch_idx"),
-                                             unroll["window"] * window_length, window_length)
+  def grad(theta, encoder_batch_stats, state, inputs: UnrollInputs, key) -> EstimatorOut:
+    reset = inputs.window == 0
+    window = inputs._replace(batch_idx=jax.lax.dynamic_slice_in_dim(
+        inputs.batch_idx, inputs.window * window_length, window_length))
     (div_loss, (div_value, batch_stats)), div_grads = diversity_grad(
-        theta, encoder_batch_stats, args["directions_all"], args["images"], batch_idx)
+        theta, encoder_batch_stats, window.directions_all, window.images, window.batch_idx)
     eps = gaussian_like(key, theta, num_pairs)
     xi = jax.tree.map(lambda x, e: jnp.where(reset, jnp.zeros_like(x), x) + e,
                       state["xi"], eps)
     thetas = shard_pairs(antithetic(theta, eps, sigma))
-    particles = lambda t, start: window_loss(t, encoder_batch_stats, batch_idx=batch_idx,
-                                             start=start, reset=reset, **args)
-    losses, (metrics, _, learners) = jax.vmap(particles)(thetas, state["learners"])
-    grads, metrics = _combine(losses, metrics, div_loss, div_value,
+    particles = lambda t, start: window_loss(t, encoder_batch_stats, window, start, reset)
+    losses, aux = jax.vmap(particles)(thetas, state["learners"])
+    grads, metrics = _combine(losses, aux.metrics, div_loss, div_value,
                               antithetic_estimate(xi, losses, sigma), div_grads)
-    return grads, metrics, batch_stats, {"learners": learners, "xi": xi}
+    return EstimatorOut(grads, metrics, batch_stats, {"learners": aux.carry, "xi": xi})
 
   return GradientEstimator("pes", inner.num_steps // window_length, init_state, grad)
 

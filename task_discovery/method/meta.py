@@ -1,4 +1,5 @@
-"""The differentiable agreement score (SPEC section 3) and the meta-step, as pure functions.
+"""The differentiable agreement score and the meta-step, as pure functions
+(docs/method.md#the-differentiable-agreement-score, docs/method.md#the-meta-step).
 
 `make_meta_loss` builds `meta_loss(theta, ...) -> (J, aux)`: learners start from given initial
 variables, train for T steps of an optax optimiser on SOFT labels `softmax(task_logits(x))` from
@@ -19,13 +20,14 @@ The encoder runs once per inner step on the shared batch; only the learners are 
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from task_discovery import keys
 from task_discovery import models
 from task_discovery.method import agreement
 from task_discovery.method import estimators
@@ -61,9 +63,9 @@ def inner_batch_indices(key: jax.Array, train_idx: jax.Array, num_steps: int,
 
 
 def loss_and_metrics(result: unroll.UnrollResult, num_tasks: int, num_learners: int,
-                     diversity_coef: float):
-  """J, metrics and new state from the learners after the unroll: `(J, (metrics,
-  new_encoder_batch_stats, new_carry))`."""
+                     diversity_coef: float) -> tuple[jax.Array, estimators.LossAux]:
+  """J, and its `LossAux` (metrics, new encoder running statistics, learners' final state),
+  from the learners after the unroll."""
   steps, carry, inner_loss = result.steps, result.carry, result.inner_loss
   num_steps = inner_loss.shape[0]
   inner_loss = inner_loss.reshape(num_steps, num_tasks, num_learners).mean(axis=-1)  # [T, M]
@@ -81,12 +83,39 @@ def loss_and_metrics(result: unroll.UnrollResult, num_tasks: int, num_learners: 
       "inner_loss_last": inner_loss[-1],  # [M]
       "label_balance": result.balance,
   }
-  return loss, (metrics, result.encoder_batch_stats, carry)
+  return loss, estimators.LossAux(metrics, result.encoder_batch_stats, carry)
+
+
+def _make_unrolled_loss(encoder: models.Model, learner: models.Model, config, *,
+                        persistent: bool, unroll_scans: bool) -> Callable:
+  setup = unroll.make_setup(encoder, learner, config, persistent=persistent,
+                            unroll_scans=unroll_scans)
+  streamed = config.meta.estimator != "full"  # see make_meta_loss: "Where the soft labels..."
+  diversity_coef = config.task.diversity_coef
+
+  def unrolled_loss(theta, encoder_batch_stats, inputs: estimators.UnrollInputs, start, reset):
+    num_tasks, num_steps = inputs.directions.shape[0], inputs.batch_idx.shape[0]
+    # `truncated` with K >= T is `full`'s computation, to the bit.
+    if streamed and (setup.truncation is None or setup.truncation < num_steps):
+      form = unroll.streamed_unroll
+    else:
+      form = unroll.batched_unroll
+    result = form(setup, theta, encoder_batch_stats, inputs.learner_vars, inputs.directions,
+                  inputs.directions_all, inputs.images, inputs.batch_idx, inputs.heldout_x,
+                  start, reset)
+    return loss_and_metrics(result, num_tasks, setup.num_learners, diversity_coef)
+
+  return unrolled_loss
 
 
 def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
-                   persistent: bool = False, unroll_scans: bool = False) -> Callable:
-  """Builds the meta-objective for `config` (sections `task`, `inner`, `meta`).
+                   unroll_scans: bool = False) -> Callable:
+  """The meta-objective of `config` (sections `task`, `inner`, `meta`):
+  `meta_loss(theta, encoder_batch_stats, inputs: estimators.UnrollInputs) -> (J, LossAux)`.
+
+  The learners start from `inputs.learner_vars` (leading axes `[M, L]`) and train on the T
+  batches of `inputs.batch_idx`; J = mean AS loss over the M tasks plus the diversity term.
+  `inputs.window` is not read.
 
   `unroll_scans=True` fully unrolls every `jax.lax.scan` of the objective (same math, one
   straight-line program): XLA's cost analysis counts a scan body once, an unrolled program's
@@ -103,48 +132,29 @@ def make_meta_loss(encoder: models.Model, learner: models.Model, config, *,
       `[T, B, ...]` exists and memory does not grow with T (`inner.encoder_mode` is unused).
   The learners' BatchNorm running statistics are not carried: the learners stay in training
   mode on the held-out batch (as the original), so nothing reads them.
-
-  Returns:
-    `meta_loss(theta, encoder_batch_stats, learner_vars, directions, directions_all, images,
-    batch_idx, heldout_x) -> (J, (metrics, new_encoder_batch_stats))` where
-    `learner_vars` has leading axes `[M, L]`, `directions` is `[M, d]`, `batch_idx` is
-    `[T, B]` and `heldout_x` is `[B_h, H, W, C]`. J = mean AS loss over the M tasks plus the
-    diversity term.
-
-    With `persistent=True` the unroll is one window of a longer one (`estimators.pes`):
-    `meta_loss(..., heldout_x, start, reset) -> (J, (metrics, new_encoder_batch_stats,
-    new_carry))`, where the learners start from `start` (the weight-space state of
-    `inner_loop.weight_space`, leading axis M * L) or, where the traced bool `reset` is true,
-    from `learner_vars`; `batch_idx` holds the window's steps only.
   """
-  setup = unroll.make_setup(encoder, learner, config, persistent=persistent,
-                            unroll_scans=unroll_scans)
-  streamed = config.meta.estimator != "full"  # see "Where the soft labels are computed"
+  unrolled_loss = _make_unrolled_loss(encoder, learner, config, persistent=False,
+                                      unroll_scans=unroll_scans)
 
-  def unrolled_loss(theta, encoder_batch_stats, learner_vars, directions, directions_all,
-                    images, batch_idx, heldout_x, start=None, reset=None):
-    num_tasks, num_steps = directions.shape[0], batch_idx.shape[0]
-    # `truncated` with K >= T is `full`'s computation, to the bit.
-    if streamed and (setup.truncation is None or setup.truncation < num_steps):
-      form = unroll.streamed_unroll
-    else:
-      form = unroll.batched_unroll
-    result = form(setup, theta, encoder_batch_stats, learner_vars, directions, directions_all,
-                  images, batch_idx, heldout_x, start, reset)
-    return loss_and_metrics(result, num_tasks, setup.num_learners, config.task.diversity_coef)
-
-  if persistent:
-    return unrolled_loss
-
-  def meta_loss(*args, **kwargs):
-    loss, (metrics, encoder_batch_stats, _) = unrolled_loss(*args, **kwargs)
-    return loss, (metrics, encoder_batch_stats)
+  def meta_loss(theta, encoder_batch_stats, inputs: estimators.UnrollInputs):
+    return unrolled_loss(theta, encoder_batch_stats, inputs, None, None)
 
   return meta_loss
 
 
-OBJECTIVE = estimators.Objective(make_meta_loss, unroll.make_diversity_grad,
-                                 unroll.flatten_learners)
+def make_window_loss(encoder: models.Model, learner: models.Model, config) -> Callable:
+  """The objective of one window of a longer unroll (`estimators.pes`):
+  `window_loss(theta, encoder_batch_stats, inputs, start, reset) -> (J, LossAux)`.
+
+  The learners start from `start` (the weight-space state of `inner_loop.weight_space`,
+  leading axis M * L, as `LossAux.carry` returns it) or, where the traced bool `reset` is
+  true, from `inputs.learner_vars`; `inputs.batch_idx` holds the window's steps only.
+  """
+  return _make_unrolled_loss(encoder, learner, config, persistent=True, unroll_scans=False)
+
+
+OBJECTIVE = estimators.Objective(make_meta_loss, make_window_loss,
+                                 unroll.make_diversity_grad, unroll.flatten_learners)
 
 
 def make_estimator(encoder: models.Model, learner: models.Model, config, *,
@@ -159,12 +169,6 @@ def make_estimator(encoder: models.Model, learner: models.Model, config, *,
 def global_norm(tree) -> jax.Array:
   """L2 norm of all leaves together (optax renamed its helper across releases)."""
   return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
-
-
-# fold_in data of the task-order stream: no meta-step key uses it (steps are int32 >= 0).
-TASK_ORDER_STREAM = 0xFFFFFFFF
-# fold_in data of the stream of ES/PES perturbations (`fold_in(stream, step)` per meta-step).
-PERTURBATION_STREAM = 0xFFFFFFFE
 
 
 def task_ids_for_step(step: jax.Array, meta_batch_size: int, num_tasks: int,
@@ -189,83 +193,190 @@ def task_ids_for_step(step: jax.Array, meta_batch_size: int, num_tasks: int,
 
 
 def task_order_key(root: jax.Array, task_order: str) -> jax.Array | None:
-  """The key of `task_ids_for_step` for `meta.task_order`: None for 'cyclic', a stream of the
-  root key (disjoint from the per-step keys `fold_in(root, step)`) for 'shuffled'."""
+  """The key of `task_ids_for_step` for `meta.task_order`: None for 'cyclic', the root's
+  `keys.Stream.TASK_ORDER` for 'shuffled'."""
   if task_order == "cyclic":
     return None
   if task_order != "shuffled":
     raise ValueError(f"meta.task_order={task_order!r} is not one of 'shuffled', 'cyclic'")
-  return jax.random.fold_in(root, jnp.uint32(TASK_ORDER_STREAM))
+  return keys.stream(root, keys.Stream.TASK_ORDER)
+
+
+class DiscoveryData(NamedTuple):
+  """The dataset as the meta-step reads it (device arrays; batches are gathered by index
+  inside the compiled step).
+
+  Attributes:
+    images: `[N, H, W, C]` normalised images.
+    train_idx: `[n]` the images the learners train on.
+    heldout_idx: `[m]` the images of the differentiable AS's held-out batch (`discovery`
+      passes the meta-validation part).
+  """
+  images: jax.Array
+  train_idx: jax.Array
+  heldout_idx: jax.Array
+
+
+class MetaState(NamedTuple):
+  """The discovery state: the same fields for every config.
+
+  Attributes:
+    step: int32 scalar, meta-steps done.
+    params, batch_stats: the task network's encoder (parameters theta, running statistics).
+    opt_state: the outer optimiser's state.
+    learner_init: the fixed initial learners (leaves `[L, ...]`), used unless
+      `inner.random_init`.
+    directions: `[d, d]` the task directions (fixed).
+    key: the run's root key as raw `uint32` data (checkpoints hold arrays of numbers;
+      `keys.wrap` gives the typed key back).
+    estimator: the gradient estimator's persistent state (`pes`); `{}` for the others.
+  """
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  learner_init: Any
+  directions: jax.Array
+  key: jax.Array
+  estimator: Any
+
+  def to_checkpoint(self) -> dict:
+    """The state as the dict checkpoints store. An empty `estimator` is left out, so the
+    checkpoints of the estimators without state keep the layout they always had."""
+    tree = self._asdict()
+    if not jax.tree.leaves(tree["estimator"]):
+      del tree["estimator"]
+    return tree
+
+  @classmethod
+  def from_checkpoint(cls, tree: dict) -> "MetaState":
+    """The inverse of `to_checkpoint` (also for checkpoints written before `estimator`)."""
+    return cls(**{"estimator": {}, **tree})
+
+
+class InitKeys(NamedTuple):
+  """The keys of the initial state (`keys.Stream.ENCODER_INIT`, `LEARNER_INIT`)."""
+  encoder: jax.Array
+  learners: jax.Array
+
+
+def init_keys(root: jax.Array) -> InitKeys:
+  return InitKeys(keys.stream(root, keys.Stream.ENCODER_INIT),
+                  keys.stream(root, keys.Stream.LEARNER_INIT))
+
+
+class StepKeys(NamedTuple):
+  """The keys of meta-step `step` that runs unroll `unroll_index`: data, learners and
+  held-out batch per unroll, perturbations per meta-step (`keys.Stream`)."""
+  data: jax.Array
+  learners: jax.Array
+  heldout: jax.Array
+  perturbations: jax.Array
+
+
+def step_keys(root: jax.Array, step, unroll_index) -> StepKeys:
+  return StepKeys(keys.stream(root, keys.Stream.STEP_DATA, unroll_index),
+                  keys.stream(root, keys.Stream.STEP_LEARNERS, unroll_index),
+                  keys.stream(root, keys.Stream.STEP_HELDOUT, unroll_index),
+                  keys.stream(root, keys.Stream.PERTURBATIONS, step))
+
+
+class MetaStep(NamedTuple):
+  """The meta-step as a pair of pure functions built together from one config (the shape of
+  optax's `GradientTransformation`); `jax.jit` `update` where the loop is built.
+
+  Attributes:
+    init: `init(root_key) -> MetaState`, the initial state of a run (typed root key).
+    update: `update(state, data: DiscoveryData) -> (state, metrics)`.
+    unroll_inputs: `unroll_inputs(state, data) -> (estimators.UnrollInputs, task_ids, key)`,
+      what `update` feeds the estimator (and the perturbation key): for analyses that call the
+      estimator themselves.
+    estimator: the gradient estimator both use.
+  """
+  init: Callable
+  update: Callable
+  unroll_inputs: Callable
+  estimator: estimators.GradientEstimator
 
 
 def make_meta_step(encoder: models.Model, learner: models.Model, config, *,
                    shard_tasks: Callable = lambda tree: tree,
-                   unroll_scans: bool = False) -> Callable:
-  """`meta_step(state, data) -> (state, metrics)`, pure; `jax.jit` it where the loop is built.
+                   unroll_scans: bool = False) -> MetaStep:
+  """The `MetaStep` of `config`: the outer optimiser and the gradient estimator
+  (`meta.estimator`) are built here, once, for both functions.
 
   `shard_tasks` is applied to the learners' variables (leading axis: the meta-batch), e.g.
   `sharding.constrain_along_data(mesh)` to split the tasks of a meta-batch over devices.
-
-  `state` is a dict pytree: step, params, batch_stats (encoder), opt_state, learner_init
-  (`[L, ...]` fixed learner variables), directions (`[d, d]`), key (root PRNG key data), and
-  for estimators with a persistent state (`pes`) `estimator`.
-  `data` is a dict: images `[N, H, W, C]`, train_idx `[n]`, heldout_idx `[m]` (the images of
-  the differentiable AS's held-out batch: `discovery` passes the meta-validation part).
-  The gradient comes from `estimators.make_estimator` (`meta.estimator`). Unroll u (meta-step
-  u, or meta-steps u W .. u W + W - 1 for `pes`'s W windows) draws its tasks, data and
-  learner initialisation from `fold_in(root, u)`, so a resumed run draws the same numbers.
+  Unroll u (meta-step u, or meta-steps u W .. u W + W - 1 for `pes`'s W windows) draws its
+  tasks, data and learner initialisation from the streams of `step_keys(root, s, u)`, a
+  function of the root key and the step alone, so a resumed run draws the same numbers.
   `unroll_scans`: see `make_meta_loss`.
   """
   outer = optimizers.make_optimizer(config.meta.optimizer,
                                     learning_rate=config.meta.learning_rate)
-  inner, meta = config.inner, config.meta
+  inner, meta_config = config.inner, config.meta
+  num_tasks, meta_batch = config.task.num_tasks, meta_config.meta_batch_size
+  task_order = meta_config.get("task_order", "shuffled")
   estimator = make_estimator(encoder, learner, config, shard_pairs=shard_tasks,
                              unroll_scans=unroll_scans)
   num_windows = estimator.num_windows
 
-  def meta_step(state, data):
-    root = jax.random.wrap_key_data(state["key"])
-    step = state["step"]
-    unroll_index = step // num_windows  # the meta-step itself unless `pes` has windows
-    key = jax.random.fold_in(root, unroll_index)
-    data_key, init_key, heldout_key = jax.random.split(key, 3)
-    task_ids = task_ids_for_step(unroll_index, meta.meta_batch_size, config.task.num_tasks,
-                                 task_order_key(root, meta.get("task_order", "shuffled")))
-    directions = state["directions"][task_ids]
+  def broadcast_to_tasks(learner_init):
+    return jax.tree.map(lambda a: jnp.broadcast_to(a, (meta_batch,) + a.shape), learner_init)
+
+  def init(root: jax.Array) -> MetaState:
+    k = init_keys(root)
+    variables = encoder.init(k.encoder)
+    learner_init = jax.vmap(learner.init)(jax.random.split(k.learners, inner.num_learners))
+    return MetaState(
+        step=jnp.zeros((), jnp.int32),
+        params=variables["params"],
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=outer.init(variables["params"]),
+        learner_init=learner_init,
+        directions=jnp.asarray(task_directions(config.task)),
+        key=jax.random.key_data(root),
+        estimator=estimator.init_state(variables["params"], broadcast_to_tasks(learner_init)))
+
+  def unroll_inputs(state: MetaState, data: DiscoveryData):
+    root = keys.wrap(state.key)
+    unroll_index = state.step // num_windows  # the meta-step itself unless `pes` has windows
+    k = step_keys(root, state.step, unroll_index)
+    task_ids = task_ids_for_step(unroll_index, meta_batch, num_tasks,
+                                 task_order_key(root, task_order))
     if inner.random_init:
-      keys = jax.random.split(init_key, meta.meta_batch_size * inner.num_learners)
-      learner_vars = jax.vmap(learner.init)(keys)
+      learner_vars = jax.vmap(learner.init)(
+          jax.random.split(k.learners, meta_batch * inner.num_learners))
       learner_vars = jax.tree.map(
-          lambda a: a.reshape((meta.meta_batch_size, inner.num_learners) + a.shape[1:]),
-          learner_vars)
+          lambda a: a.reshape((meta_batch, inner.num_learners) + a.shape[1:]), learner_vars)
     else:  # the same initial pair for every task and meta-step (original)
-      learner_vars = jax.tree.map(
-          lambda a: jnp.broadcast_to(a, (meta.meta_batch_size,) + a.shape), state["learner_init"])
-    learner_vars = shard_tasks(learner_vars)
-    batch_idx = inner_batch_indices(data_key, data["train_idx"], inner.num_steps,
-                                    inner.batch_size)
-    heldout_idx = data["heldout_idx"]
+      learner_vars = broadcast_to_tasks(state.learner_init)
+    heldout_idx = data.heldout_idx
     if inner.resample_heldout:
-      heldout_idx = jax.random.permutation(heldout_key, heldout_idx)
-    heldout_x = data["images"][heldout_idx[: inner.heldout_batch_size]]
-    unroll = dict(learner_vars=learner_vars, directions=directions,
-                  directions_all=state["directions"], images=data["images"],
-                  batch_idx=batch_idx, heldout_x=heldout_x,
-                  window=(step % num_windows).astype(jnp.int32))
-    noise_key = jax.random.fold_in(
-        jax.random.fold_in(root, jnp.uint32(PERTURBATION_STREAM)), step)
-    grads, metrics, batch_stats, estimator_state = estimator.grad(
-        state["params"], state["batch_stats"], state.get("estimator", {}), unroll, noise_key)
-    updates, opt_state = outer.update(grads, state["opt_state"], state["params"])
-    new_state = dict(state, step=step + 1,
-                     params=optax.apply_updates(state["params"], updates),
-                     batch_stats=batch_stats, opt_state=opt_state)
-    if "estimator" in state:
-      new_state["estimator"] = estimator_state
-    metrics = dict(metrics, grad_norm=global_norm(grads), task_ids=task_ids)
+      heldout_idx = jax.random.permutation(k.heldout, heldout_idx)
+    inputs = estimators.UnrollInputs(
+        learner_vars=shard_tasks(learner_vars),
+        directions=state.directions[task_ids],
+        directions_all=state.directions,
+        images=data.images,
+        batch_idx=inner_batch_indices(k.data, data.train_idx, inner.num_steps,
+                                      inner.batch_size),
+        heldout_x=data.images[heldout_idx[: inner.heldout_batch_size]],
+        window=(state.step % num_windows).astype(jnp.int32))
+    return inputs, task_ids, k.perturbations
+
+  def update(state: MetaState, data: DiscoveryData):
+    inputs, task_ids, noise_key = unroll_inputs(state, data)
+    out = estimator.grad(state.params, state.batch_stats, state.estimator, inputs, noise_key)
+    updates, opt_state = outer.update(out.grads, state.opt_state, state.params)
+    new_state = state._replace(step=state.step + 1,
+                               params=optax.apply_updates(state.params, updates),
+                               batch_stats=out.encoder_batch_stats, opt_state=opt_state,
+                               estimator=out.state)
+    metrics = dict(out.metrics, grad_norm=global_norm(out.grads), task_ids=task_ids)
     return new_state, metrics
 
-  return meta_step
+  return MetaStep(init, update, unroll_inputs, estimator)
 
 
 def task_directions(task_config) -> np.ndarray:
@@ -274,31 +385,3 @@ def task_directions(task_config) -> np.ndarray:
   if task_config.diversity == "mutual_information":
     return task_network.gaussian_directions(task_config.num_tasks, task_config.rotation_seed)
   return task_network.haar_directions(task_config.num_tasks, task_config.rotation_seed)
-
-
-def init_state(encoder: models.Model, learner: models.Model, config, key: jax.Array) -> dict:
-  """Initial discovery state (see `make_meta_step`)."""
-  enc_key, learner_key = jax.random.split(jax.random.fold_in(key, 0))
-  variables = encoder.init(enc_key)
-  learner_init = jax.vmap(learner.init)(jax.random.split(learner_key, config.inner.num_learners))
-  outer = optimizers.make_optimizer(config.meta.optimizer,
-                                    learning_rate=config.meta.learning_rate)
-  state = {
-      "step": jnp.zeros((), jnp.int32),
-      "params": variables["params"],
-      "batch_stats": variables.get("batch_stats", {}),
-      "opt_state": outer.init(variables["params"]),
-      "learner_init": learner_init,
-      "directions": jnp.asarray(task_directions(config.task)),
-      "key": jax.random.key_data(key),
-  }
-  estimator = make_estimator(encoder, learner, config)
-  learner_vars = jax.tree.map(
-      lambda a: jnp.broadcast_to(a, (config.meta.meta_batch_size,) + a.shape), learner_init)
-  estimator_state = estimator.init_state(variables["params"], learner_vars)
-  # Only an estimator with a persistent state adds the key: checkpoints of the others keep
-  # the layout they had before estimators had state.
-  if jax.tree.leaves(estimator_state):
-    state["estimator"] = estimator_state
-  return state
-

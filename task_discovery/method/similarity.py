@@ -1,4 +1,5 @@
-"""Similarity between tasks (SPEC section 6): folded agreement and adjusted mutual information."""
+"""Similarity between tasks: folded agreement and adjusted mutual information
+(docs/method.md#measuring-discovered-tasks)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The networks: families for learners and the task-network encoder (SPEC sections 4 and 5),
-their layers and initialisation, the one builder of a config's networks (`build_models`), and
+"""The networks: families for learners and the task-network encoder
+(docs/method.md#network-families, docs/method.md#the-task-network), their layers and
+initialisation, the one builder of a config's networks (`build_models`), and
 the task network's heads and losses (`task_network`).
 
 This subpackage is the only part of the library that imports Flax. Everything else sees a

@@ -57,7 +57,8 @@ class _Encoder(nn.Module):
     h = nn.Dense(self.embedding_dim, use_bias=False, dtype=self.dtype, param_dtype=self.dtype,
                  name="projection")(features)
     # Offset fixed at 0: in training mode every embedding dimension is zero-centred per batch,
-    # so each hyperplane through the origin splits the batch roughly in half (SPEC section 4).
+    # so each hyperplane through the origin splits the batch roughly in half
+    # (docs/method.md#the-task-network).
     return norm.batch_norm(self.dtype, use_bias=False, use_scale=True, name="embedding_norm")(
         h, use_running_average=not train)
 

@@ -1,4 +1,5 @@
-"""The task network's heads, its labeler and its diversity losses (SPEC section 4).
+"""The task network's heads, its labeler and its diversity losses
+(docs/method.md#the-task-network).
 
 The encoder (a `models.make_encoder` network) maps images to embeddings `h(x)` of size d whose
 every dimension is zero-centred per batch by a BatchNorm without offset. Task i is the fixed

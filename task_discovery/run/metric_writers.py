@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import json
 import os
+import time
 
 import numpy as np
 
@@ -31,7 +32,8 @@ class MetricWriter:
 
   Resumed runs append to the same files, after dropping the records past the step they resume
   from (`resume_step`), so each step appears once; only process 0 of a multi-host run should
-  write.
+  write. A failed write of either file raises an `OSError` naming it; TensorBoard is never turned
+  off silently: without tensorboardX (a dependency) the writer raises `ImportError` at once.
   """
 
   def __init__(self, workdir: str, enabled: bool = True, resume_step: int | None = None):
@@ -40,19 +42,15 @@ class MetricWriter:
     self._tb = None
     if not enabled:
       return
-    path = workdir_lib.Workdir.of(workdir).metrics
+    wd = workdir_lib.Workdir.of(workdir)
+    # TensorBoard first: a missing tensorboardX fails here, before metrics.jsonl is touched.
+    # purge_step: TensorBoard hides the earlier run's events from this step on.
+    self._tb = EventFile(wd.tensorboard, purge_step=resume_step + 1 if resume_step else None)
+    path = wd.metrics
     if resume_step is not None:
       truncate_jsonl(path, resume_step)
     self._path = path
-    self._tb_dir = workdir_lib.Workdir.of(workdir).tensorboard
     self._jsonl = open(path, "a")
-    try:
-      from tensorboardX import SummaryWriter
-      # purge_step: TensorBoard hides the earlier run's events from this step on.
-      purge = None if not resume_step else resume_step + 1
-      self._tb = SummaryWriter(self._tb_dir, purge_step=purge)
-    except ImportError:  # tensorboardX is a dependency; keep JSON-lines logging regardless
-      self._tb = None
 
   def write(self, step: int, metrics: dict) -> dict[str, float]:
     values = scalars(metrics)
@@ -63,30 +61,103 @@ class MetricWriter:
       self._jsonl.flush()
     except OSError as e:
       raise OSError(e.errno, e.strerror, self._path) from e
-    if self._tb is not None:
-      for name, value in values.items():
-        self._check_tensorboard()  # a dead writer thread would block add_scalar for ever
-        self._tb.add_scalar(name, value, int(step))
+    self._tb.write(int(step), values)
     return values
 
-  def _tensorboard_alive(self) -> bool:
-    worker = getattr(getattr(getattr(self._tb, "file_writer", None), "event_writer", None),
-                     "_worker", None)
-    return worker is None or worker.is_alive()
-
-  def _check_tensorboard(self):
-    if not self._tensorboard_alive():
-      raise OSError(errno.EIO, "the TensorBoard event writer stopped after a failed write (a "
-                    "full disk?)", self._tb_dir)
-
   def close(self):
+    """Closes both files; the first error of either is raised after both were closed."""
+    errors = []
     if self._jsonl is not None:
       try:
         self._jsonl.close()
       except OSError as e:
-        raise OSError(e.errno, e.strerror, self._path) from e
-    if self._tb is not None and self._tensorboard_alive():
-      self._tb.close()
+        errors.append(OSError(e.errno, e.strerror, self._path))
+        errors[-1].__cause__ = e
+    if self._tb is not None:
+      try:
+        self._tb.close()
+      except OSError as e:
+        errors.append(e)
+    if errors:
+      raise errors[0]
+
+
+def _import_tensorboardx(logdir: str):
+  """tensorboardX's event writer and protos, or an error that says how to get them."""
+  try:
+    # pylint: disable=g-import-not-at-top  (here: a missing package fails with the fix, below)
+    from tensorboardX import summary
+    from tensorboardX.event_file_writer import EventsWriter
+    from tensorboardX.proto.event_pb2 import Event, SessionLog
+  except Exception as e:  # pylint: disable=broad-except  (a protobuf mismatch raises TypeError)
+    raise ImportError(
+        f"TensorBoard event files ({logdir}) are written with tensorboardX, a dependency of "
+        f"task_discovery, which failed to import ({type(e).__name__}: {e}). Install it with "
+        "`pip install tensorboardX` or reinstall this package (`pip install -e .`).") from e
+  return summary, EventsWriter, Event, SessionLog
+
+
+class EventFile:
+  """TensorBoard scalars written by the calling thread into one event file of `logdir`.
+
+  Why not tensorboardX's `SummaryWriter`: it hands events to a background thread which, on a
+  failed write (a full disk), dies without a word; `add_scalar` then blocks for ever on its full
+  queue. Here each event is written where it is added, so a failed write raises `OSError` (with
+  `logdir`) in the caller. Flushes (tensorboardX's flush also fsyncs) happen on the first write,
+  then at most every `flush_seconds`, and at `close()`.
+  """
+
+  def __init__(self, logdir: str, purge_step: int | None = None, flush_seconds: float = 10.0):
+    self._summary, events_writer, self._event, session_log = _import_tensorboardx(logdir)
+    self.logdir = logdir
+    self._flush_seconds = flush_seconds
+    self._last_flush = None
+    self._failed = False
+    with self._naming_errors():
+      os.makedirs(logdir, exist_ok=True)
+      # tensorboardX names the file by the second: a writer reopened within the same second (a
+      # quick resume) would truncate the earlier file. The nanoseconds make the name unique.
+      self._writer = events_writer(os.path.join(logdir, "events"),
+                                   filename_suffix=f".{time.time_ns() % 10**9:09d}")
+      if purge_step is not None:
+        # TensorBoard drops the events at steps >= purge_step read before this one.
+        self._writer.write_event(self._event(
+            wall_time=time.time(), step=purge_step,
+            session_log=session_log(status=session_log.START)))
+
+  def write(self, step: int, values: dict[str, float]):
+    """One event at `step` holding every scalar of `values`."""
+    summary = self._summary.scalar  # cleans the tag as SummaryWriter.add_scalar does
+    event = self._event(wall_time=time.time(), step=int(step))
+    for name, value in values.items():
+      event.summary.value.extend(summary(name, value).value)
+    with self._naming_errors():
+      self._writer.write_event(event)
+      now = time.monotonic()
+      if self._last_flush is None or now - self._last_flush >= self._flush_seconds:
+        self._writer.flush()
+        self._last_flush = now
+
+  def close(self):
+    """Flushes and closes the file. After a write that already raised, a second failure of the
+    final flush is not raised again (the file is closed all the same)."""
+    writer, self._writer = self._writer, None
+    if writer is None:
+      return
+    try:
+      with self._naming_errors():
+        writer.close()
+    except OSError:
+      if not self._failed:
+        raise
+
+  @contextlib.contextmanager
+  def _naming_errors(self):
+    try:
+      yield
+    except OSError as e:
+      self._failed = True
+      raise OSError(e.errno, e.strerror, self.logdir) from e
 
 
 def truncate_jsonl(path: str, last_step: int) -> int:

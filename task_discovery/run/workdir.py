@@ -51,7 +51,7 @@ ADVERSARIAL_PLOT_NAME = "adversarial_accuracy.png"
 # how long it trains, how it logs, checkpoints and spreads over devices, or only the rounding of
 # the evaluation. A field ending in '.' is a whole section.
 RESUMABLE_FIELDS = ("meta.num_steps", "meta.log_every", "checkpoint.", "mesh.", "distributed.",
-                    "eval.tasks_per_chunk", "eval.predict_batch_size")
+                    "eval.tasks_per_chunk", "eval.predict_batch_size", "profile_steps")
 
 
 class WorkdirLockedError(RuntimeError):
