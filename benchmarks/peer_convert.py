@@ -5,7 +5,7 @@ A PyTorch `state_dict` is taken as a flat dict `name -> numpy array` (what
 `{'params': ..., 'batch_stats': ...}` pytrees of `models.make_model` / `models.make_encoder`.
 Neither framework is imported here, so the conversion is testable without torch.
 
-Families (SPEC section 5), learners and task encoders:
+Families (docs/method.md#network-families), learners and task encoders:
   * 'mlp': the original's FCNet(batch_norm=True), fc1..fc4 with bn1..bn3, fc5 the head
     <-> `backbone/Dense_0..3`, `backbone/BatchNorm_0..2`, `head`.
   * 'resnet18': the original's CIFAR ResNet18 (conv1, bn1, layer1..4 of two BasicBlocks with

@@ -1,8 +1,9 @@
 """The original PyTorch implementation as a numerical oracle: the official side of `peer_parity.py`.
 
-Runs in a Python with torch, higher and pytorch-lightning (../shared/peer/README.md, section 1),
-never in this project's environment, and imports nothing of this project. The original's code
-is imported at run time from the checkout named by `PEER_REPO`; nothing of it is copied here.
+Runs in a Python with torch, higher and pytorch-lightning (benchmarks/README.md, "Setting up the
+original"), never in this project's environment, and imports nothing of this project. The
+original's code is imported at run time from the checkout named by `PEER_REPO`; nothing of it is
+copied here. `peer_timing.py` builds the original's module with the helpers below too.
 
     PEER_REPO=<TaskDiscovery checkout> python peer_oracle.py IN.npz OUT.npz
 
@@ -36,9 +37,10 @@ CIFAR_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog',
 PEER_CONFIG = 'configs/as-uniformity-encoder/as-uniformity-default.yaml'
 
 
-def install_stubs(torch, batches):
+def install_stubs(batches):
   """sys.modules stand-ins for the modules the meta-step never runs (data download, logging),
-  and a data module that serves `batches` (train list, val list) in a fixed order."""
+  and a data module that serves `batches` (train list, val list) in a fixed order. The lists
+  are served as they are when the module is built: refill them in place to change the data."""
 
   class Data:
     dims = (3, 32, 32)
@@ -81,9 +83,26 @@ def install_stubs(torch, batches):
     sys.modules['tkinter'].messagebox = sys.modules['tkinter.messagebox']
 
 
-def hparams(peer_repo, settings, nsteps):
+def cifar_batch(torch, x):
+  """`x` as a batch of the original's CIFAR-10 loader with `return_indicies=True`: (images,
+  class labels, indices). The meta-step reads only the images."""
+  n = len(x)
+  return x, torch.zeros(n, dtype=torch.long), torch.arange(n)
+
+
+def enter_checkout(peer_repo, batches):
+  """Makes the original's modules importable: pytorch_lightning first (as its scripts do), then
+  the stand-ins (`install_stubs(batches)`), the checkout on sys.path and as the working
+  directory (models/tasks.py reads assets/ relative to it on import)."""
+  import pytorch_lightning  # noqa: F401
+  install_stubs(batches)
+  sys.path.insert(0, peer_repo)
+  os.chdir(peer_repo)
+
+
+def hparams(peer_repo, **overrides):
   """The hyperparameters as `train-as-uniformity.py` builds them: its parser's defaults, then
-  the default discovery YAML, then this setting."""
+  the default discovery YAML, then `overrides` (as_loss='as' unless given)."""
   import yaml
   from models.as_uniformity import ASUniformityTraining
   parser = argparse.ArgumentParser()
@@ -98,9 +117,8 @@ def hparams(peer_repo, settings, nsteps):
   with open(os.path.join(peer_repo, PEER_CONFIG)) as f:
     parser.set_defaults(**yaml.safe_load(f))
   hp = vars(parser.parse_args([]))
-  hp.update(arch=settings['family'], as_arch=settings['family'], nsteps=nsteps,
-            batch_size=settings['batch'], h_dim=settings['h_dim'],
-            n_linear_tasks=settings['h_dim'], seed=settings['seed'], as_loss='as')
+  hp.update(as_loss='as')
+  hp.update(overrides)
   return hp
 
 
@@ -112,7 +130,10 @@ def one_setting(torch, peer_repo, settings, nsteps):
   from models.as_uniformity import ASUniformityTraining
   import utils as peer_utils
   peer_utils.set_seeds(settings['seed'])
-  model = ASUniformityTraining(**hparams(peer_repo, settings, nsteps))
+  family = settings['family']
+  model = ASUniformityTraining(**hparams(
+      peer_repo, arch=family, as_arch=family, nsteps=nsteps, batch_size=settings['batch'],
+      h_dim=settings['h_dim'], n_linear_tasks=settings['h_dim'], seed=settings['seed']))
   if settings['dtype'] == 'float64':
     model.double()
   model.train()  # as Lightning's fit loop
@@ -174,21 +195,17 @@ def main():
   with contextlib.redirect_stdout(sys.stderr):  # the original prints its modules
     import torch
     torch.set_num_threads(settings.get('threads', 2))
-    import pytorch_lightning  # noqa: F401  (before the stubs, as the original's scripts)
     dtype = torch.float64 if settings['dtype'] == 'float64' else torch.float32
     # float64: the default dtype too, or the original's running sum of the uniformity term
     # (`torch.zeros(1)`, plus 0-dim float64 terms) stays float32 by PyTorch's promotion rules.
     torch.set_default_dtype(dtype)
     x_train = torch.from_numpy(data['x_train']).to(dtype)
     x_val = torch.from_numpy(data['x_val']).to(dtype)
-    labels = lambda x: (torch.zeros(len(x), dtype=torch.long), torch.arange(len(x)))
-    batches = ([(x, *labels(x)) for x in x_train], [(x_val, *labels(x_val))])
-    install_stubs(torch, batches)
-    sys.path.insert(0, peer_repo)
-    os.chdir(peer_repo)  # models/tasks.py reads assets/ relative to the working directory
+    batches = ([], [cifar_batch(torch, x_val)])
+    enter_checkout(peer_repo, batches)
     out = {}
     for nsteps in settings['nsteps']:
-      batches[0][:] = [(x, *labels(x)) for x in x_train[:nsteps]]
+      batches[0][:] = [cifar_batch(torch, x) for x in x_train[:nsteps]]
       result = one_setting(torch, peer_repo, settings, nsteps)
       out.update({f'T{nsteps}/{k}': v for k, v in result.items()})
       print(f'[oracle] {settings["family"]} T={nsteps} {settings["dtype"]}: '

@@ -1,4 +1,4 @@
-r"""The original setting on CIFAR-10 (SPEC sections 2-5), for GPU/TPU machines.
+r"""The original setting on CIFAR-10 (docs/method.md), for GPU/TPU machines.
 
 Command:
   python -m task_discovery.main --config=configs/cifar.py --workdir=runs/cifar
@@ -9,7 +9,7 @@ Command:
   python -m task_discovery.main --config=configs/cifar.py --workdir=runs/cifar_as \
       --config.job=agreement
 
-Data: TFDS `cifar10` (prepare it once on a machine with internet, see the README), the 50k
+Data: TFDS `cifar10` (prepare it once on a machine with internet, see docs/datasets.md), the 50k
 training images split 40k train / 5k meta-validation / 5k held-out with a fixed seed (the
 original: 45k / 5k, and CIFAR-10's test split to score the tasks; see `config.base()`),
 per-channel normalisation, no augmentation.

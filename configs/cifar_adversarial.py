@@ -1,4 +1,5 @@
-r"""Adversarial train/test splits on CIFAR-10: the original's setting (SPEC section 7), for GPUs.
+r"""Adversarial train/test splits on CIFAR-10: the original's setting, for GPUs
+(docs/method.md#adversarial-splits).
 
 Command (after a discovery run with configs/cifar.py, which this file shares its data with):
   python -m task_discovery.main --config=configs/cifar.py --workdir=runs/cifar

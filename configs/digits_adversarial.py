@@ -1,4 +1,5 @@
-r"""Adversarial train/test splits on scikit-learn digits (SPEC section 7), 2 CPU cores.
+r"""Adversarial train/test splits on scikit-learn digits, 2 CPU cores
+(docs/method.md#adversarial-splits).
 
 Commands:
   # discovered tasks of a discovery run (same data config: configs/digits.py):

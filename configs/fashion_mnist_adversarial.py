@@ -1,4 +1,5 @@
-r"""Adversarial train/test splits on Fashion-MNIST (SPEC section 7), 2 CPU cores.
+r"""Adversarial train/test splits on Fashion-MNIST, 2 CPU cores
+(docs/method.md#adversarial-splits).
 
 Commands:
   python -m task_discovery.main --config=configs/fashion_mnist.py --workdir=runs/fmnist
@@ -13,8 +14,8 @@ epochs, 2 learners) as configs/fashion_mnist.py. Three of the original's targets
 discovered task (d = 8; or 4 random networks) x both mirror images, binary and 10-way labels.
 
 What it should show: test accuracy on the adversarial splits far below that on random splits of
-the same images and sizes, and the 10-way accuracy lower on adversarial splits too. See the
-README's results table for the measured numbers and wall time. `:smoke` shrinks it for tests.
+the same images and sizes, and the 10-way accuracy lower on adversarial splits too. See
+docs/results.md for the measured numbers and wall time. `:smoke` shrinks it for tests.
 """
 
 import os

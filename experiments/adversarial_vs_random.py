@@ -1,6 +1,6 @@
-r"""Adversarial vs random train/test splits (SPEC section 7): test accuracy of learners trained on
-a human-labelled task when the split is built from a discovered task, against random splits of
-the same sizes.
+r"""Adversarial vs random train/test splits (docs/method.md#adversarial-splits): test accuracy
+of learners trained on a human-labelled task when the split is built from a discovered task,
+against random splits of the same sizes.
 
 Commands (from the repository root):
   python -m experiments.adversarial_vs_random --config=configs/digits_adversarial.py \
@@ -31,10 +31,10 @@ config as written. Then it writes
   OUT/adversarial_accuracy_SOURCE.png  per-split bars of each run (copied from its workdir)
 A rerun skips finished runs.
 
-Expected (qualitatively, SPEC section 7): with discovered tasks as tau_d, test accuracy on the
-adversarial splits is far below that on random splits of the same images (the learners follow
-the easier tau_d, whose correlation with the target is reversed on the test part); random splits
-give ordinary test accuracy.
+Expected (qualitatively, docs/method.md#adversarial-splits): with discovered tasks as tau_d,
+test accuracy on the adversarial splits is far below that on random splits of the same images
+(the learners follow the easier tau_d, whose correlation with the target is reversed on the
+test part); random splits give ordinary test accuracy.
 Measured with the first command (configs/digits_adversarial.py: 4 targets x the 4 discovered
 tasks x mirror = 32 splits per source, MLP learners, 30 epochs; --scale=cpu) on a 2-core CPU
 machine shared with other jobs: 5 min 23 s wall (discovery 4 min, each split run under 1 min).

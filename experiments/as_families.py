@@ -1,5 +1,5 @@
-r"""Agreement score (AS) of human-labelled, random-labelled and discovered tasks (SPEC section 6:
-the paper's central figure).
+r"""Agreement score (AS) of human-labelled, random-labelled and discovered tasks (the paper's
+central figure, docs/method.md#measuring-discovered-tasks).
 
 Commands (from the repository root):
   python -m experiments.as_families --config=configs/digits.py --out=runs/exp_as_families \
@@ -23,8 +23,9 @@ reusing a finished one), or reads the report of the finished run in --workdir, a
 for the machine (digits or fashion_mnist on a laptop, cifar on a GPU).
 
 Expected (the paper, CIFAR-10): discovered >= human >> random ~ 0.5, i.e. `ordering`
-'discovered > human > random'; the released reference numbers are in SPEC section 6 and
-configs/cifar.py. At --scale=smoke (2 meta-steps, 1 epoch) the numbers mean nothing.
+'discovered > human > random'; the released reference numbers are in
+docs/method.md#measuring-discovered-tasks and configs/cifar.py. At --scale=smoke (2 meta-steps,
+1 epoch) the numbers mean nothing.
 Measured with the first command (configs/digits.py: d = 4, uniformity 0.1, 1,500 meta-steps then;
 --scale=cpu) on a 2-core CPU machine shared with other jobs: 3 min 43 s wall; mean AS discovered
 0.991 (4 tasks, 0.989-0.992), human 0.989 (126 tasks, 0.972-1.000), random 0.689 (16 tasks);

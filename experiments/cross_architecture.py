@@ -28,7 +28,8 @@ A rerun skips finished jobs. Architectures and their sizes per --scale (--source
   smoke: sources mlp; evaluated with mlp, cnn (small widths below; seconds, for tests)
   cpu:   sources mlp; evaluated with mlp, cnn, resnet18, vit, all small:
          mlp (128, 64), cnn (16, 32, 64), resnet18 width 8, vit dim 32 / depth 2 / 2 heads of 16
-  gpu:   sources and evaluation resnet18, mlp, vit at the original sizes (SPEC section 5)
+  gpu:   sources and evaluation resnet18, mlp, vit at the original sizes
+         (docs/method.md#network-families)
 At smoke and cpu the baselines are 16 human- and 4 random-labelled tasks per architecture
 (2 and 2 at smoke); at gpu those of the config. The source discovery runs evaluate only their
 own discovered tasks.

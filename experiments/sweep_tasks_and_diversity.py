@@ -28,11 +28,12 @@ Human- and random-labelled tasks do not depend on d or the coefficient, so they 
 evaluated here (eval.num_human_tasks = eval.num_random_tasks = 0; `--set` them back if wanted;
 `experiments.as_families` gives them). meta.meta_batch_size is capped at d.
 
-Expected (qualitatively): the uniformity loss is what spreads the d tasks apart (SPEC section 4),
+Expected (qualitatively): the uniformity loss is what spreads the d tasks apart
+(docs/method.md#the-task-network),
 so a larger coefficient should give less similar tasks (mean folded agreement towards 0.5), and
 coef 0 the most similar ones; how much AS that costs, and how AS changes with d, is what this
 sweep measures (the paper's released reference has mean AS 0.931 for d = 8 and 0.879 for d = 32
-with ResNet-18 on CIFAR-10, SPEC section 6).
+with ResNet-18 on CIFAR-10, docs/method.md#measuring-discovered-tasks).
 Measured with the first command (configs/digits.py: 1,500 meta-steps then; --scale=cpu) on a 2-core
 CPU machine shared with other jobs: 31 min wall for the 9 runs. Mean AS of the discovered tasks
 / mean folded agreement between them:
