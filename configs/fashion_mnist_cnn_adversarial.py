@@ -1,0 +1,38 @@
+r"""Adversarial train/test splits on Fashion-MNIST from a CNN's discovered tasks, CNN learners
+(docs/method.md#adversarial-splits), 2 CPU cores.
+
+Commands:
+  python -m task_discovery.main --config=configs/fashion_mnist_cnn.py --workdir=runs/fmnist_cnn
+  python -m task_discovery.main --config=configs/fashion_mnist_cnn_adversarial.py \
+      --workdir=runs/fmnist_cnn_adv --config.adversarial.discovery_workdir=runs/fmnist_cnn
+
+The data, CNN learners and `eval` protocol of configs/fashion_mnist_cnn.py (Adam 1e-3, 5 epochs,
+2 learners per split), two of the original's targets (0 and 18) x every discovered task (d = 8)
+x both mirror images, binary targets only: CNN learners train several times slower than the
+MLPs of configs/fashion_mnist_adversarial.py, so this keeps a seed to a few minutes.
+
+What it should show: CNN learners on splits built from tasks a CNN generalises on follow the
+discovered task and fail on the target, far below their accuracy on random splits of the same
+images and sizes. The measured numbers over seeds are in docs/results.md. `:smoke` shrinks it
+for tests.
+"""
+
+import os
+
+from task_discovery import config as config_lib
+
+
+def get_config(arg: str = ""):
+  here = os.path.dirname(os.path.abspath(__file__))
+  # The MLP adversarial config's job and split settings on the CNN discovery config's data,
+  # networks and protocol, so both pairs of runs differ in the networks only.
+  c = config_lib.load_config_file(os.path.join(here, "fashion_mnist_cnn.py"), arg)
+  splits = config_lib.load_config_file(os.path.join(here, "fashion_mnist_adversarial.py"), arg)
+  c.job = splits.job
+  c.adversarial = splits.adversarial
+  c.adversarial.random_network = config_lib.model_config("cnn")  # like the learners
+  c.adversarial.random_network.cnn_widths = (16, 32, 64)
+  c.adversarial.include_kway = False
+  if arg != "smoke":
+    c.adversarial.target_tasks = (0, 18)
+  return c
