@@ -18,6 +18,7 @@ from experiments import as_families  # noqa: E402
 from experiments import common  # noqa: E402
 from experiments import cross_architecture  # noqa: E402
 from experiments import sweep_tasks_and_diversity  # noqa: E402
+from experiments import task_sheets  # noqa: E402
 
 DIGITS = os.path.join(ROOT, "configs", "digits.py")
 DIGITS_ADVERSARIAL = os.path.join(ROOT, "configs", "digits_adversarial.py")
@@ -161,6 +162,19 @@ def test_adversarial_vs_random(families, tmp_path):
   for name in ("adversarial_vs_random.md", "adversarial_vs_random.json",
                "adversarial_vs_random.png", "adversarial_accuracy_discovery.png"):
     assert os.path.getsize(os.path.join(out, name)) > 0, name
+
+
+def test_task_sheets_draw_one_panel_per_source(families, tmp_path):
+  _, first = families
+  out = str(tmp_path / "sheets.png")
+  task_sheets.main(["--source", "A=" + first["workdir"], "--source", "B=" + first["workdir"],
+                    "--out", out, "--per_side", "2"])
+  from matplotlib import image  # pylint: disable=import-outside-toplevel
+  one = str(tmp_path / "one.png")
+  task_sheets.main(["--source", "A=" + first["workdir"], "--out", one, "--per_side", "2"])
+  # Two panels of 2 + 1 + 2 columns and a gap column against one panel: about twice as wide.
+  width_two, width_one = image.imread(out).shape[1], image.imread(one).shape[1]
+  assert 1.8 < width_two / width_one < 2.6
 
 
 # ------------------------------------------------------------------------------------- seeds

@@ -89,24 +89,42 @@ def task_image_sheet(raw_images: np.ndarray, scores: np.ndarray, path: str,
     title: the figure's title (default: what the two sides are).
     agreement: `[num_tasks]` AS of each task under the evaluation protocol, or None.
   """
-  num_tasks = scores.shape[0]
-  cols = 2 * per_side + 1
-  fig, axes = _subplots(num_tasks, cols, figsize=(cols * 0.6, num_tasks * 0.65 + 0.55),
+  return task_sheets_side_by_side(raw_images, {"": (scores, agreement)}, path,
+                                  per_side=per_side, title=title)
+
+
+def task_sheets_side_by_side(raw_images: np.ndarray, panels: dict, path: str,
+                             per_side: int = 4, title: str = "") -> Figure:
+  """The discovered tasks of several runs beside each other, one panel per run: per task its
+  `per_side` most confident images of class 0 (left) and of class 1 (right), its AS between.
+
+  `panels`: `{label: (scores [d, N], agreement [d] or None)}` over the same `raw_images`.
+  """
+  num_rows = max(s.shape[0] for s, _ in panels.values())
+  cols_per = 2 * per_side + 1
+  cols = len(panels) * cols_per + len(panels) - 1  # an empty column between panels
+  fig, axes = _subplots(num_rows, cols, figsize=(cols * 0.6, num_rows * 0.65 + 0.55),
                         squeeze=False)
   cmap = "gray" if raw_images.shape[-1] == 1 else None
-  for t in range(num_tasks):
-    order = np.argsort(scores[t])
-    chosen = list(order[:per_side]) + [None] + list(order[::-1][:per_side])
-    for c, idx in enumerate(chosen):
-      ax = axes[t, c]
-      ax.axis("off")
-      if idx is None:
-        label = f"task {t}" if agreement is None else f"task {t}\nAS {agreement[t]:.3f}"
-        ax.text(0.5, 0.5, label, ha="center", va="center", fontsize=6)
-        continue
-      img = np.clip(raw_images[idx], 0, 1)
-      ax.imshow(img[..., 0] if cmap else img, cmap=cmap, interpolation="nearest")
-  sides = "class 0: most confident  |  class 1: most confident"
+  for ax in axes.ravel():
+    ax.axis("off")
+  for p, (label, (scores, agreement)) in enumerate(panels.items()):
+    first = p * (cols_per + 1)
+    if label:
+      axes[0, first + per_side].set_title(label, fontsize=8)
+    for t in range(scores.shape[0]):
+      order = np.argsort(scores[t])
+      chosen = list(order[:per_side]) + [None] + list(order[::-1][:per_side])
+      for c, idx in enumerate(chosen):
+        ax = axes[t, first + c]
+        if idx is None:
+          text = f"task {t}" if agreement is None else f"task {t}\nAS {agreement[t]:.3f}"
+          ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=6)
+          continue
+        img = np.clip(raw_images[idx], 0, 1)
+        ax.imshow(img[..., 0] if cmap else img, cmap=cmap, interpolation="nearest")
+  sides = ("per panel, " if len(panels) > 1 else "") + \
+      "class 0: most confident  |  class 1: most confident"
   fig.suptitle(f"{title}\n{sides}" if title else sides, fontsize=8)
   fig.tight_layout(pad=0.1)
   return _save(fig, path, dpi=100)
