@@ -315,6 +315,30 @@ def test_resolve_conv_impl():
   assert models.resolve_conv_impl("canonical") == "canonical"
   with pytest.raises(ValueError, match=r"conv_impl='fft'.*'auto', 'xla', 'im2col', 'canonical'"):
     models.resolve_conv_impl("fft")
+  # First-order training of many vmapped learners (the evaluation protocol) batches them
+  # through im2col's matmul; an explicit choice is kept whatever the use.
+  assert models.resolve_conv_impl("auto", "train") == "im2col"
+  assert models.resolve_conv_impl("canonical", "train") == "canonical"
+  with pytest.raises(ValueError, match=r"use='eval'.*'meta', 'train'"):
+    models.resolve_conv_impl("auto", "eval")
+
+
+def test_build_models_learner_use_changes_the_convolution_not_the_function():
+  c = ml_collections.ConfigDict({"task": {"encoder": _config("mlp"), "num_tasks": 2},
+                                 "learner": _config("cnn", cnn_widths=(4, 8))})
+  shape = (8, 8, 1)
+  _, meta_learner = models.build_models(c, shape)
+  _, train_learner = models.build_models(c, shape, learner_use="train")
+  variables = meta_learner.init(jax.random.key(0))
+  assert (jax.tree.structure(variables)
+          == jax.tree.structure(train_learner.init(jax.random.key(0))))
+  x = jax.random.normal(jax.random.key(1), (3, *shape))
+  np.testing.assert_allclose(train_learner.apply(variables, x, True)[0],
+                             meta_learner.apply(variables, x, True)[0], rtol=1e-5, atol=1e-5)
+  # canonical keeps XLA convolutions, im2col makes them matmuls
+  convs = lambda m: str(jax.make_jaxpr(lambda v: m.apply(v, x, True))(variables)).count(
+      "conv_general_dilated")
+  assert convs(meta_learner) > 0 and convs(train_learner) == 0
 
 
 @pytest.mark.parametrize("strides", [1, 2])

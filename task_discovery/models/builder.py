@@ -63,12 +63,14 @@ class _Encoder(nn.Module):
         h, use_running_average=not train)
 
 
-def _make_backbone(config: Any, input_shape: Sequence[int], dtype: Any) -> nn.Module:
-  """Builds the backbone named by ``config.name``; validates the config first."""
+def _make_backbone(config: Any, input_shape: Sequence[int], dtype: Any, use: str = "meta"
+                   ) -> nn.Module:
+  """Builds the backbone named by ``config.name``; validates the config first. ``use`` picks
+  the convolution for ``conv_impl='auto'`` (`conv.resolve_conv_impl`)."""
   if len(input_shape) != 3:
     raise ValueError(f"input_shape must be (H, W, C) without batch, got {tuple(input_shape)}.")
   name = getattr(config, "name", None)
-  conv_impl = conv.resolve_conv_impl(getattr(config, "conv_impl", "auto"))
+  conv_impl = conv.resolve_conv_impl(getattr(config, "conv_impl", "auto"), use)
   if name not in _FAMILIES:
     raise ValueError(f"Unknown model name {name!r}; choose one of {_NAMES}.")
   return _FAMILIES[name].from_config(config, input_shape, conv_impl, dtype)
@@ -110,7 +112,7 @@ def _functional(module: nn.Module, input_shape: Sequence[int], dtype: Any,
 
 
 def make_model(config: Any, *, input_shape: Sequence[int], num_outputs: int,
-               dtype: Any = jnp.float32) -> interface.Model:
+               dtype: Any = jnp.float32, use: str = "meta") -> interface.Model:
   """Learner / classifier network: backbone -> Dense(num_outputs) with bias.
 
   Args:
@@ -120,11 +122,14 @@ def make_model(config: Any, *, input_shape: Sequence[int], num_outputs: int,
     input_shape: ``(H, W, C)`` of one example.
     num_outputs: Width of the output layer.
     dtype: Parameter and compute dtype.
+    use: ``'meta'`` (a learner of the differentiable AS) or ``'train'`` (trained first-order,
+      as the evaluation protocol does): picks the convolution for ``conv_impl='auto'``; the
+      parameters and the function computed are the same either way.
 
   Returns:
     A `Model` whose ``apply`` returns ``[B, num_outputs]`` outputs.
   """
-  backbone = _make_backbone(config, input_shape, dtype)
+  backbone = _make_backbone(config, input_shape, dtype, use)
   return _functional(_Classifier(backbone, num_outputs, dtype=dtype), input_shape, dtype,
                      initializers.resolve_init(config))
 
@@ -147,17 +152,20 @@ def make_encoder(config: Any, *, input_shape: Sequence[int], embedding_dim: int,
                      initializers.resolve_init(config))
 
 
-def build_models(config: Any, input_shape: Sequence[int], *, num_outputs: int = 2
-                 ) -> tuple[interface.Model, interface.Model]:
+def build_models(config: Any, input_shape: Sequence[int], *, num_outputs: int = 2,
+                 learner_use: str = "meta") -> tuple[interface.Model, interface.Model]:
   """The networks of a discovery config: `(encoder, learner)`.
 
   The one place a config becomes models: the task network's encoder (`config.task.encoder`,
   `config.task.num_tasks` embedding dimensions) and the learner (`config.learner`, with
   `num_outputs` classes: 2 for binary tasks, K for K-way labels). Takes the input shape
   `(H, W, C)`, not a dataset, so `models` imports nothing of the library outside it.
+  `learner_use` is `make_model`'s `use`: 'train' where the learner is trained by the
+  evaluation protocol rather than unrolled.
   """
   encoder = make_encoder(config.task.encoder, input_shape=input_shape,
                          embedding_dim=config.task.num_tasks)
-  learner = make_model(config.learner, input_shape=input_shape, num_outputs=num_outputs)
+  learner = make_model(config.learner, input_shape=input_shape, num_outputs=num_outputs,
+                       use=learner_use)
   return encoder, learner
 

@@ -21,17 +21,27 @@ from task_discovery.models import canonical_conv
 _CONV_IMPLS = ("auto", "xla", "im2col", "canonical")
 
 
-def resolve_conv_impl(conv_impl: str) -> str:
-  """Maps ``'auto'`` to the convolution implementation suited to the default backend.
+USES = ("meta", "train")
+
+
+def resolve_conv_impl(conv_impl: str, use: str = "meta") -> str:
+  """Maps ``'auto'`` to the convolution implementation suited to the backend and the workload.
 
   XLA:CPU differentiates convolutions inside ``lax.scan`` 15-50x slower than in a Python loop
   (jax-ml/jax#12868): autodiff's kernel gradient and vmap's grouped convolutions leave its fast
-  channel-last kernel. ``'canonical'`` keeps every convolution of the meta-gradient on it and
-  beats im2col's patch traffic (benchmarks/README.md: 1.2x on the small CNN, 1.15x on
-  ResNet-18, and 12.2 against 26.4 GiB planned for configs/cifar.py). On GPU/TPU the native convolution is the better choice.
+  channel-last kernel. For the meta-gradient (``use='meta'``: second order through the unrolled
+  inner loop) ``'canonical'`` keeps every convolution on that kernel and beats im2col's patch
+  traffic (benchmarks/README.md: 1.2x on the small CNN, 1.15x on ResNet-18, and 12.2 against
+  26.4 GiB planned for configs/cifar.py). For plain training (``use='train'``: the AS
+  evaluation's and the adversarial splits' learners, first order, many learners vmapped)
+  canonical loops over the learners one by one while im2col batches them into one matmul, and
+  im2col is the faster (1.6x on the small CNN, benchmarks/eval_step.py). On GPU/TPU the native
+  convolution is the better choice for both.
 
   Args:
     conv_impl: ``'auto'``, ``'xla'``, ``'im2col'`` or ``'canonical'``.
+    use: ``'meta'`` (the networks of the differentiable AS) or ``'train'`` (learners trained
+      by ordinary first-order training); matters only for ``'auto'``.
 
   Returns:
     ``'xla'``, ``'im2col'`` or ``'canonical'``.
@@ -41,8 +51,12 @@ def resolve_conv_impl(conv_impl: str) -> str:
   """
   if conv_impl not in _CONV_IMPLS:
     raise ValueError(f"conv_impl={conv_impl!r} is not one of {_CONV_IMPLS}.")
+  if use not in USES:
+    raise ValueError(f"use={use!r} is not one of {USES}.")
   if conv_impl == "auto":
-    return "canonical" if jax.default_backend() == "cpu" else "xla"
+    if jax.default_backend() != "cpu":
+      return "xla"
+    return "canonical" if use == "meta" else "im2col"
   return conv_impl
 
 
