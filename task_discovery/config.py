@@ -19,6 +19,7 @@ import ml_collections
 JOBS = ("discover", "agreement", "adversarial_split")
 ADVERSARIAL_SOURCES = ("discovery", "file", "random_network")
 ESTIMATORS = ("full", "truncated", "es", "pes")
+PRECISIONS = ("highest", "high", "default")
 DIVERSITIES = ("uniformity", "mutual_information", "mutual_information_divdis", "none")
 
 
@@ -42,7 +43,8 @@ def model_config(name: str = "resnet18") -> ml_collections.ConfigDict:
       # 'torch' (original): PyTorch's defaults, U(+-1/sqrt(fan_in)) kernels and biases, ViT
       # tokens N(0, 1) | 'flax': Flax's defaults (LeCun-normal kernels, zero biases, N(0, 0.02)).
       init="torch",
-      # 'auto' (canonical on CPU, XLA conv elsewhere) | 'xla' | 'im2col' | 'canonical'
+      # 'auto' (on CPU: canonical inside the differentiable AS, im2col for the evaluation's
+      # learners; XLA conv elsewhere) | 'xla' | 'im2col' | 'canonical'
       conv_impl="auto",
   ))
 
@@ -68,7 +70,9 @@ def base() -> ml_collections.ConfigDict:
       every dataset (digits has no test split) works the same way and the 5k held-out part
       matches the original's released AS reference (45k / 5k).
     * `eval.num_random_tasks` = 8 and everything under `mesh`, `distributed`, `checkpoint`,
-      `adversarial`: this library's, the original has no counterpart.
+      `compilation_cache`, `adversarial`: this library's, the original has no counterpart.
+    * `precision`: 'highest' keeps the products and convolutions of training and evaluation in
+      float32 on any device (PyTorch's default on NVIDIA GPUs lets cuDNN convolutions use TF32).
     * `meta.meta_batch_size`, `meta.estimator`, `inner.optimizer`, `inner.random_init`,
       `inner.num_learners`, `inner.data_mode`: the original's values, other values are options.
     * `inner.remat`, `inner.remat_block`, `inner.learner_updates`, `inner.encoder_mode`,
@@ -237,6 +241,18 @@ def base() -> ml_collections.ConfigDict:
   # jax.profiler trace of this many meta-steps, after the run's first (compiling) one, into
   # WORKDIR/profile/ (run/profiling.py); 0 = off.
   c.profile_steps = 0
+  # Precision of the float32 matrix products and convolutions of the meta-step and of the
+  # evaluation's and adversarial splits' learners (`jax.default_matmul_precision`): 'highest'
+  # (full float32) | 'high' | 'default' (the backend's faster passes: TF32 on NVIDIA GPUs from
+  # Ampere on, bfloat16 passes on TPUs). CPUs compute all three in float32, so a config saved
+  # before this field is taken as 'highest'.
+  c.precision = "highest"
+  # JAX's persistent compilation cache: a rerun of a config loads its compiled steps from disk
+  # instead of compiling them again. Results do not depend on it.
+  c.compilation_cache = ml_collections.ConfigDict(dict(
+      enabled=True,
+      dir="",                          # '' = $XDG_CACHE_HOME/task_discovery/jax (~/.cache/...)
+  ))
   return c
 
 
@@ -344,6 +360,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
          "num_human_tasks and num_random_tasks must be >= 0")
   _check(c.mesh.num_devices >= 0, "mesh.num_devices", "must be >= 0 (0 = all devices)")
   _check(c.checkpoint.every_steps >= 1, "checkpoint.every_steps", "must be >= 1")
+  _check(c.precision in PRECISIONS, "precision", f"{c.precision!r} is not one of {PRECISIONS}")
   profile_steps = c.get("profile_steps", 0)
   _check(isinstance(profile_steps, int) and not isinstance(profile_steps, bool)
          and profile_steps >= 0, "profile_steps", "must be an integer >= 0 (0 = off)")

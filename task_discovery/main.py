@@ -5,7 +5,8 @@ Override any field with `--config.section.field=value`, e.g. `--config.job=agree
 data, never executed; overrides apply on top). `--break_lock` removes a lock left in the workdir
 by a run that no longer exists. `--seeds=0,1,2` runs the job once per seed (`config.seed`) in
 `WORKDIR/seed_S/` and writes the spread over seeds to `WORKDIR/report.json` (see `seeds`). This module only parses flags; every job is an importable
-function of (config, workdir).
+function of (config, workdir). Before anything compiles, `main` opens JAX's persistent
+compilation cache (`config.compilation_cache`), so a rerun loads its compiled steps from disk.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 from ml_collections import config_flags
 
 from task_discovery import config as config_lib
@@ -110,6 +112,35 @@ def _run(config, workdir: str):
   raise ValueError(f"unknown job {config.job!r}")  # validate() already rejects it
 
 
+def compilation_cache_dir(config) -> str | None:
+  """Where `config.compilation_cache` keeps compiled programs: its `dir`, or by default
+  `$XDG_CACHE_HOME/task_discovery/jax` (`~/.cache/task_discovery/jax`); None when it is off."""
+  cache = config.compilation_cache
+  if not cache.enabled:
+    return None
+  if cache.dir:
+    return os.path.abspath(os.path.expanduser(cache.dir))
+  root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(root, "task_discovery", "jax")
+
+
+def setup_compilation_cache(config) -> str | None:
+  """Turns JAX's persistent compilation cache on in `compilation_cache_dir(config)`, or off.
+
+  Call before the first compile: JAX opens its cache then. Returns the directory (None: off).
+  """
+  path = compilation_cache_dir(config)
+  # Off also overrides a JAX_COMPILATION_CACHE_DIR of the environment.
+  jax.config.update("jax_enable_compilation_cache", path is not None)
+  if path is not None:
+    jax.config.update("jax_compilation_cache_dir", path)
+    # JAX only keeps programs that compiled for 1 s or more by default; a CPU run's steps
+    # compile faster than that, and reading one back is cheaper than compiling it.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  return path
+
+
 def _not_orbax_info(record) -> bool:
   return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
 
@@ -130,6 +161,7 @@ def main(argv):
                          "--config_json=WORKDIR/config.json are required")
   setup_logging()
   config_lib.validate(_CONFIG.value)
+  logging.info("compilation cache: %s", setup_compilation_cache(_CONFIG.value) or "off")
   # Before anything touches the devices: multi-host runs start the distributed runtime here.
   sharding.initialize_distributed(_CONFIG.value)
   workdir = os.path.abspath(_WORKDIR.value)

@@ -33,6 +33,8 @@ jax.config.update("jax_compilation_cache_dir",
                   os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "jax"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+# `python -m task_discovery.main` opens the user's cache (config.compilation_cache): a test that
+# starts it in a subprocess turns that off or points XDG_CACHE_HOME at its tmp_path.
 
 # Module-scoped fixtures that run a job or a notebook (seconds each): their tests share a worker.
 SHARED_FIXTURES = ("finished_run", "families", "executed", "workdirs", "trained", "shared_run")

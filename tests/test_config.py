@@ -136,6 +136,7 @@ BAD_VALUES = [
     ([('eval.num_learners', 1)], 'eval.num_learners'),
     ([('eval.num_epochs', 0)], 'eval.num_epochs'),
     ([('checkpoint.every_steps', 0)], 'checkpoint.every_steps'),
+    ([('precision', 'float32')], 'precision'),
 ]
 
 

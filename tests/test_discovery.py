@@ -20,6 +20,7 @@ from task_discovery.jobs import discovery
 from task_discovery.method import meta
 from task_discovery.run import checkpoints
 from task_discovery.run import metric_writers
+from task_discovery.run import sharding
 
 
 def tiny_config(num_steps=4):
@@ -181,6 +182,46 @@ def test_non_finite_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path, mon
                      match=r"meta-step 2: .*last checkpoint \(step 2\).*learning_rate"):
     train_only(tiny_config(4), workdir)
   assert checkpoints.manager(workdir).latest_step() == 2
+
+
+def test_non_finite_step_inside_a_log_window_is_named_and_never_saved(tmp_path, monkeypatch):
+  # Logs after steps 4 and 8, checkpoints after 3, 6 and 8: steps 4 and 5 run between the log
+  # at 4 and the save at 6 without a host read; the loss is NaN from step 5 (0-based) on.
+  config = tiny_config(8)
+  config.meta.log_every, config.checkpoint.every_steps = 4, 3
+  workdir = str(tmp_path)
+  poison_meta_step(monkeypatch, from_step=5)
+  with pytest.raises(discovery.NonFiniteLossError,
+                     match=r"meta-step 5: .*last checkpoint \(step 3\)"):
+    train_only(config, workdir)
+  assert checkpoints.manager(workdir).all_steps() == [3]  # step 6 would hold the NaN run
+  rows = metric_writers.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  assert [r["step"] for r in rows] == [4] and np.isfinite(rows[0]["loss"])
+
+
+def test_meta_steps_between_two_logs_read_nothing_from_the_device(monkeypatch):
+  """A host read of any step's result (`float(loss)`) would wait for that step to finish and
+  stall the device's queue. JAX's transfer guard catches such reads on accelerators; a CPU
+  array is host memory, which the guard lets through, so every read of an array's value
+  (`ArrayImpl._value`, under `float`, `np.asarray`, `jax.device_get`) fails here as well."""
+  config = tiny_config()
+  dataset = datasets.load_dataset(config.data)
+  mesh = sharding.make_mesh(2)
+  meta_step = discovery.make_meta_step(*models.build_models(config, dataset.input_shape),
+                                       config, mesh)
+  data = sharding.put_replicated(discovery.device_data(dataset), mesh)
+  state = sharding.put_replicated(meta_step.init(jax.random.key(0)), mesh)
+  state, _ = meta_step.update(state, data)  # compiles outside the guard
+
+  def read(array):
+    raise AssertionError(f"a {array.dtype}{list(array.shape)} array was read on the host")
+
+  with monkeypatch.context() as patch:
+    patch.setattr(type(state.step), "_value", property(read))
+    with jax.transfer_guard_device_to_host("disallow"):
+      state, window = discovery.run_meta_steps(meta_step, state, data, range(1, 4))
+  assert int(state.step) == 4 and len(window) == 3
+  assert all(np.isfinite(float(m["loss"])) and float(m["grad_norm"]) > 0 for m in window)
 
 
 def test_incompatible_checkpoint_is_a_clear_error(tmp_path):

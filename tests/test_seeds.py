@@ -77,7 +77,8 @@ def test_agreement_job_over_two_seeds_from_the_command_line(tmp_path):
   cmd = [sys.executable, "-m", "task_discovery.main", "--config=configs/digits.py:smoke",
          f"--workdir={workdir}", "--seeds=0,1", "--config.job=agreement",
          "--config.eval.num_human_tasks=2", "--config.eval.num_random_tasks=2",
-         "--config.eval.num_epochs=1"]
+         "--config.eval.num_epochs=1",
+         "--config.compilation_cache.enabled=False"]  # tests never write the user's cache
   out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "over seeds 0, 1" in out.stdout and "summary.random.mean_as: mean" in out.stdout

@@ -189,12 +189,14 @@ def evaluate_splits(config, dataset: datasets.Dataset, splits: Sequence[splits_l
     logging.info("training %s learners on %d adversarial + %d random splits (%d learners each, "
                  "%d epochs)", kind, num_splits, num_splits, config.eval.num_learners,
                  config.eval.num_epochs)
-    results = agreement.evaluate_tasks(
-        models.build_models(config, dataset.input_shape, num_outputs=num_outputs)[1], dataset.images, labels,
-        train_idx=train_idx, heldout_idx=test_idx, config=config.eval,
-        key=keys.stream(root, keys.Stream.ADVERSARIAL_DATA),
-        task_keys=jnp.concatenate([split_keys, split_keys]), name=f"adversarial {kind}",
-        mesh=mesh)
+    with jax.default_matmul_precision(config.precision):  # traced and run under it
+      results = agreement.evaluate_tasks(
+          models.build_models(config, dataset.input_shape, num_outputs=num_outputs,
+                              learner_use="train")[1], dataset.images, labels,
+          train_idx=train_idx, heldout_idx=test_idx, config=config.eval,
+          key=keys.stream(root, keys.Stream.ADVERSARIAL_DATA),
+          task_keys=jnp.concatenate([split_keys, split_keys]), name=f"adversarial {kind}",
+          mesh=mesh)
     out[kind] = {"adversarial": {k: v[:num_splits] for k, v in results.items()},
                  "random": {k: v[num_splits:] for k, v in results.items()}}
   return out

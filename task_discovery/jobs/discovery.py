@@ -77,13 +77,19 @@ def _check_finite(step: int, values: dict[str, float], workdir: str, last_saved,
 def make_meta_step(encoder: models.Model, learner: models.Model, config, mesh, *,
                    unroll_scans: bool = False) -> meta.MetaStep:
   """`meta.make_meta_step` with the tasks of the meta-batch split over `mesh` and `update`
-  compiled: the rest replicated, the state donated (updated in place). `unroll_scans`: see
-  `meta.make_meta_loss` (benchmarks count FLOPs on such a compile)."""
+  compiled at `config.precision`: the rest replicated, the state donated (updated in place).
+  `unroll_scans`: see `meta.make_meta_loss` (benchmarks count FLOPs on such a compile)."""
   replicated = sharding.replicated(mesh)
   step = meta.make_meta_step(encoder, learner, config,
                              shard_tasks=sharding.constrain_along_data(mesh),
                              unroll_scans=unroll_scans)
-  return step._replace(update=jax.jit(step.update, in_shardings=(replicated, replicated),
+
+  def update(state, data):
+    # Inside the traced function: the compiled step keeps the precision whoever calls it.
+    with jax.default_matmul_precision(config.precision):
+      return step.update(state, data)
+
+  return step._replace(update=jax.jit(update, in_shardings=(replicated, replicated),
                                       out_shardings=(replicated, replicated), donate_argnums=0))
 
 
@@ -111,11 +117,47 @@ def _log_sizes(config, state: meta.MetaState, mesh) -> None:
                config.task.num_tasks, config.meta.meta_batch_size, mesh.size)
 
 
+def run_meta_steps(meta_step: meta.MetaStep, state: meta.MetaState, data: meta.DiscoveryData,
+                   steps: range, profiler=None) -> tuple[meta.MetaState, list[dict]]:
+  """Runs the meta-steps `steps` and returns the last state and each step's metrics.
+
+  Nothing is read back from the device: the host queues the steps while the device runs them,
+  and the caller reads the metrics when it logs or checks them (`_read_and_check`).
+  """
+  window = []
+  for step in steps:
+    if profiler is not None:
+      profiler.step(step, block=state)  # waits for the traced steps before it stops the trace
+    state, metrics = meta_step.update(state, data)
+    window.append(metrics)
+  return state, window
+
+
+def _next_stop(done: int, config) -> int:
+  """The first step count after `done` at which metrics are logged or a checkpoint is saved."""
+  log_every, save_every = config.meta.log_every, config.checkpoint.every_steps
+  return min(config.meta.num_steps, (done // log_every + 1) * log_every,
+             (done // save_every + 1) * save_every)
+
+
+def _read_and_check(first_step: int, window: list[dict], workdir: str, last_saved,
+                    restored_step) -> list[dict]:
+  """The metrics of meta-steps `first_step, first_step + 1, ...` on the host; raises
+  `NonFiniteLossError` naming the first of them whose loss or gradient norm is not finite."""
+  window = jax.device_get(window)
+  for step, metrics in enumerate(window, start=first_step):
+    values = {"loss": float(metrics["loss"]), "grad_norm": float(metrics["grad_norm"])}
+    _check_finite(step, values, workdir, last_saved, restored_step=restored_step)
+  return window
+
+
 def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
   """Meta-trains the task network; resumes from the workdir's latest checkpoint.
 
   The meta-batch of tasks is split over the devices of `mesh` (default: all devices); the
-  task network, optimiser state and dataset are replicated.
+  task network, optimiser state and dataset are replicated. Between two logs or checkpoints the
+  meta-steps run without a host synchronisation; their metrics are then read and checked, so a
+  non-finite step is named exactly and never reaches a checkpoint.
 
   Returns:
     (final state (`meta.MetaState`), encoder model).
@@ -134,7 +176,7 @@ def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
   meta_step = make_meta_step(encoder, learner, config, mesh)
   state, latest = _restore_or_init(mgr, config, workdir, meta_step, key, mesh,
                                    main_process=main_process)
-  start = int(state.step)
+  start = done = int(state.step)
   num_steps = config.meta.num_steps
   _log_sizes(config, state, mesh)
   data = sharding.put_replicated(device_data(dataset), mesh)
@@ -150,19 +192,15 @@ def train(config, workdir: str, dataset: datasets.Dataset, mesh=None):
   t_window = time.perf_counter()
   finished = False
   try:
-    for step in range(start, num_steps):
-      profiler.step(step, block=state)  # waits for the traced steps before it stops the trace
-      state, metrics = meta_step.update(state, data)
-      # A host sync per step: the step that went wrong is reported exactly, and the cost is
-      # small next to a meta-step (T unrolled learner steps and their backward pass).
-      values = {"loss": float(metrics["loss"]), "grad_norm": float(metrics["grad_norm"])}
-      # A save that failed in the background stops training here, not at the next save.
+    while done < num_steps:
+      stop = _next_stop(done, config)
+      state, part = run_meta_steps(meta_step, state, data, range(done, stop), profiler)
+      # A save that failed in the background stops training at the next log or save.
       pending = checkpoints.check_pending_save(mgr, pending)
-      _check_finite(step, values, workdir, last_saved, restored_step=latest)
-      window.append(metrics)
-      done = step + 1
+      window += _read_and_check(done, part, workdir, last_saved, latest)
+      done = stop
       if done % config.meta.log_every == 0 or done == num_steps:
-        stacked = jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *window)
+        stacked = jax.tree.map(lambda *a: np.stack(a), *window)
         averaged = {k: v.mean(axis=0) for k, v in stacked.items() if k != "task_ids"}
         averaged["steps_per_second"] = len(window) / (time.perf_counter() - t_window)
         scalars = writer.write(done, averaged)

@@ -46,7 +46,7 @@ def evaluate_families(config, dataset: datasets.Dataset,
   families = {f: v for f, v in families.items() if len(v[0])}
   if not families:
     return {"tasks": [], "summary": {}, "eval_seconds": 0.0}
-  _, model = models.build_models(config, dataset.input_shape)
+  _, model = models.build_models(config, dataset.input_shape, learner_use="train")
   root = keys.root(config.seed)
   # Learner initialisations depend on the task's family and index only (not on chunking).
   task_keys = jnp.concatenate([
@@ -58,11 +58,12 @@ def evaluate_families(config, dataset: datasets.Dataset,
   logging.info("evaluating %s tasks (%d learners each, %d epochs)", names,
                config.eval.num_learners, config.eval.num_epochs)
   t0 = time.perf_counter()
-  results = agreement.evaluate_tasks(
-      model, dataset.images, labels, train_idx=dataset.train_idx,
-      heldout_idx=dataset.heldout_idx, config=config.eval, key=keys.stream(root, keys.Stream.EVAL_DATA),
-      task_keys=task_keys,
-      name=names, mesh=sharding.make_mesh(config.mesh.num_devices))
+  with jax.default_matmul_precision(config.precision):  # traced and run under it
+    results = agreement.evaluate_tasks(
+        model, dataset.images, labels, train_idx=dataset.train_idx,
+        heldout_idx=dataset.heldout_idx, config=config.eval,
+        key=keys.stream(root, keys.Stream.EVAL_DATA), task_keys=task_keys,
+        name=names, mesh=sharding.make_mesh(config.mesh.num_devices))
   entries, summary, start = [], {}, 0
   for family, (indices, _) in families.items():
     part = {k: v[start:start + len(indices)] for k, v in results.items()}

@@ -48,10 +48,11 @@ TASK_IMAGES_NAME = "task_images.png"
 ADVERSARIAL_PLOT_NAME = "adversarial_accuracy.png"
 
 # Fields that may differ between a run and the config.json of the workdir it resumes: they change
-# how long it trains, how it logs, checkpoints and spreads over devices, or only the rounding of
-# the evaluation. A field ending in '.' is a whole section.
+# how long it trains, how it logs, checkpoints, compiles and spreads over devices, or only the
+# rounding of the evaluation. A field ending in '.' is a whole section.
 RESUMABLE_FIELDS = ("meta.num_steps", "meta.log_every", "checkpoint.", "mesh.", "distributed.",
-                    "eval.tasks_per_chunk", "eval.predict_batch_size", "profile_steps")
+                    "eval.tasks_per_chunk", "eval.predict_batch_size", "profile_steps",
+                    "compilation_cache.")
 
 
 class WorkdirLockedError(RuntimeError):
