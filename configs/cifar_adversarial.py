@@ -56,5 +56,5 @@ def get_config(arg: str = ""):
     c.adversarial.discovered_tasks = (0, 1)
     c.adversarial.num_random_networks = 2
     c.eval.num_epochs = 1
-    c.eval.batch_size = 256
+    c.eval.batch_size = 32  # within the smallest train part of a split of the smoke's 256 images
   return c
