@@ -29,7 +29,7 @@ from task_discovery.method import agreement
 from task_discovery.method import optimizers
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
   try:
     with open("/proc/cpuinfo") as f:
       for line in f:
@@ -92,7 +92,7 @@ def main():
   fastest = min(r["seconds_per_step"] for r in records)
   for r in records:
     r["relative_to_fastest"] = r["seconds_per_step"] / fastest
-  print(json.dumps({"workload": vars(args), "machine": _cpu_model(),
+  print(json.dumps({"workload": vars(args), "machine": cpu_model(),
                     "backend": jax.default_backend(),
                     "auto_resolves_to": models.resolve_conv_impl("auto", use="train"),
                     "records": records}, indent=1))
