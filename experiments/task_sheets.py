@@ -2,7 +2,7 @@ r"""The discovered tasks of several discovery runs beside each other, in one fig
 
 Command (from the repository root):
   python -m experiments.task_sheets --source=MLP=runs/fmnist3/seed_0 \
-      --source=CNN=runs/fmnist_cnn3/seed_0 --out=docs/images/fmnist_mlp_vs_cnn_tasks.png
+      --source=CNN=runs/fmnist_cnn_d5/seed_0 --out=docs/images/fmnist_mlp_vs_cnn_tasks.png
 
 Each --source=LABEL=WORKDIR is a finished `discover` run over the same images (checked: the same
 data config); per run and task the figure shows the images its task network puts most
