@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from eval_step import cpu_model  # benchmarks/ is on the path of a script run from it
+import measure  # the measuring helpers, beside this script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ONE_STEP = ["--config.meta.num_steps=1", "--config.meta.log_every=1",
@@ -84,7 +84,7 @@ def main():
           / 1e6, 1)
       print(json.dumps(record), file=sys.stderr)
       records.append(record)
-  result = {"machine": cpu_model(), "cpus": os.cpu_count(),
+  result = {"machine": measure.cpu_model(), "cpus": os.cpu_count(),
             "records": records}
   text = json.dumps(result, indent=1)
   print(text)

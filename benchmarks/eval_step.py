@@ -17,27 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 
 import jax
 import jax.numpy as jnp
 
+import measure  # the measuring helpers, beside this script
 from task_discovery import config as config_lib
 from task_discovery import models
 from task_discovery.method import agreement
 from task_discovery.method import optimizers
-
-
-def cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
 
 
 def time_epoch(impl: str, args) -> dict:
@@ -92,7 +81,7 @@ def main():
   fastest = min(r["seconds_per_step"] for r in records)
   for r in records:
     r["relative_to_fastest"] = r["seconds_per_step"] / fastest
-  print(json.dumps({"workload": vars(args), "machine": cpu_model(),
+  print(json.dumps({"workload": vars(args), "machine": measure.cpu_model(),
                     "backend": jax.default_backend(),
                     "auto_resolves_to": models.resolve_conv_impl("auto", use="train"),
                     "records": records}, indent=1))

@@ -1,5 +1,5 @@
 """Measuring helpers of the benchmarks: host memory, XLA's memory plan and FLOP counts, a matmul
-reference for FLOP/s. Shared by `meta_step.py` and `peer_compare.py`; jax is imported inside the
+reference for FLOP/s. Shared by `meta_step.py`, `peer_compare.py`, `eval_step.py` and `compile_cache.py`; jax is imported inside the
 functions that need it, so a parent process that only plans runs never imports it.
 """
 
@@ -7,9 +7,22 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import re
 import threading
 import time
+
+
+def cpu_model() -> str:
+  """The CPU's model name (/proc/cpuinfo), else what `platform` knows."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
 
 
 def rss_bytes() -> int:
