@@ -14,9 +14,9 @@ One small setting in both, with identical parameters and data:
     held-out batch of B; inner step t trains on train batch t, each learner on its half
     (data_mode='meta'), both learners predict the whole held-out batch;
   * the original builds its own networks (seeded); their initial weights, task encoder and
-    both learners, are converted into this project's pytrees (`peer_convert.py`), and the
+    both learners, are converted into this project's pytrees (`task_discovery.original.weights`), and the
     original's task direction j becomes this project's direction -w_j (the two name the
-    classes of a task the other way round: `peer_convert.task_directions_from_peer`);
+    classes of a task the other way round: `weights.directions_from_original`);
   * this project's config: `config.base()` with the family's networks, d = h_dim tasks,
     `inner.num_steps` = T, `inner.batch_size` = `inner.heldout_batch_size` = B. Nothing of
     `base()` needs changing to reproduce the original here.
@@ -60,11 +60,11 @@ from task_discovery.method import estimators
 from task_discovery.method import meta
 from task_discovery.method import optimizers
 from task_discovery.models import task_network
+from task_discovery.original import weights
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-import peer_convert  # noqa: E402  (beside this script)
 
 BATCH = {"mlp": 32, "resnet18": 16}
 H_DIM = 32
@@ -150,11 +150,11 @@ def project_side(family: str, dtype: str, nsteps: int, batch: int, peer: dict, x
   learner = models.make_model(c.learner, input_shape=shape, num_outputs=2, dtype=jdtype)
   cast = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, jdtype), tree)
 
-  enc = cast(peer_convert.torch_to_flax(section(peer, "enc/"), family, "encoder"))
-  init = [cast(peer_convert.torch_to_flax(section(peer, f"learner{i}/"), family, "learner"))
+  enc = cast(weights.torch_to_flax(section(peer, "enc/"), family, "encoder"))
+  init = [cast(weights.torch_to_flax(section(peer, f"learner{i}/"), family, "learner"))
           for i in range(2)]
   learner_vars = stack_learners(init)
-  directions_all = jnp.asarray(peer_convert.task_directions_from_peer(peer["linear_tasks"]),
+  directions_all = jnp.asarray(weights.directions_from_original(peer["linear_tasks"]),
                                jdtype)
   directions = directions_all[task:task + 1]
   nhwc = lambda x: jnp.asarray(np.asarray(x).transpose(0, 2, 3, 1), jdtype)
@@ -215,14 +215,14 @@ def project_quantities(family, res, trajectory) -> dict:
   for t, params in enumerate(trajectory, 1):
     out[f"learner params step {t}"] = {
         f"models.{i}.{k}": v for i in range(2)
-        for k, v in peer_convert.flax_to_torch(
+        for k, v in weights.flax_to_torch(
             {"params": jax.tree.map(lambda a: np.asarray(a[i]), params)}, family,
             "learner").items()}
   out["agreement term"] = {"": res["as_loss"]}
   out["uniformity term"] = {"": res["diversity"]}
   out["meta-loss J"] = {"": res["loss"]}
   for key, name in (("grad", "meta-grad J"), ("grad_as", "meta-grad agreement")):
-    grads = peer_convert.flax_to_torch({"params": res[key]}, family, "encoder")
+    grads = weights.flax_to_torch({"params": res[key]}, family, "encoder")
     grads.pop("projector.1.bias")  # frozen in the original: no gradient
     out[name] = grads
   return out

@@ -20,14 +20,17 @@ LONG_FUNCTIONS_ALLOWED = frozenset({"task_discovery.config.base"})
 
 # The layers, lowest first. A module may import modules of its own group and of groups in lower
 # layers, never of a higher layer or of another group of its own layer (models and data know
-# nothing of each other). Top-level modules other than `config` and `keys` are the entry points.
+# nothing of each other). Top-level modules other than `config`, `keys` and `loader` are the entry
+# points.
 LAYERS = (
     ("config", "keys"),     # the schema; the named random streams: import nothing of the library
     ("run",),               # the run's plumbing, used from every layer above
     ("models", "data"),     # networks; datasets, tasks, splits
     ("method",),            # agreement score, inner loop, meta-objective, estimators
+    # a trained task network from a workdir (task_discovery.load); the original's checkpoints
+    ("loader", "original"),
     ("jobs",),              # discover, agreement, adversarial_split
-    ("entry",),             # main, loader (task_discovery.load), json_config, __init__
+    ("entry",),             # main, import_original, json_config, __init__
 )
 RANK = {group: rank for rank, groups in enumerate(LAYERS) for group in groups}
 
@@ -51,15 +54,15 @@ def is_package(modules: dict, name: str) -> bool:
 
 
 def group_of(name: str, modules: dict, package: str = PACKAGE) -> str:
-  """The layer group of a module: its subpackage, `config`, or `entry` (the other top-level
-  modules and the package's `__init__`)."""
+  """The layer group of a module: its subpackage, `config`, `keys`, `loader`, or `entry` (the
+  other top-level modules and the package's `__init__`)."""
   parts = name.split(".")
   if len(parts) == 1:
     return "entry"
   top = ".".join(parts[:2])
   if is_package(modules, top):
     return parts[1]
-  return parts[1] if parts[1] in ("config", "keys") else "entry"
+  return parts[1] if parts[1] in ("config", "keys", "loader") else "entry"
 
 
 def long_functions(tree: ast.AST, module: str) -> dict[str, int]:
