@@ -187,7 +187,16 @@ def base() -> ml_collections.ConfigDict:
       num_human_tasks=126,             # evenly spaced over the human task list (126 for 10 classes)
       num_random_tasks=8,
       evaluate_discovered=True,        # after 'discover': evaluate every discovered task
-      labels_file="",                  # job='agreement': also evaluate tasks from this file
+      # job='agreement': also evaluate tasks from this file (.npz key 'labels', .npy or .csv;
+      # the original's discovered.csv too, docs/original.md)
+      labels_file="",
+      labels_columns=(),               # tasks of labels_file: names, patterns ('mlp-*') or indices
+      # job='agreement': also evaluate the tasks of this discovery workdir, or of an imported
+      # original checkpoint (python -m task_discovery.import_original)
+      discovery_workdir="",
+      # job='agreement': reference AS per task name (the original's agreement_table.csv),
+      # printed and saved beside this library's AS of the tasks of the same names
+      reference_file="",
   ))
 
   # Devices: one mesh with a 'data' axis; the meta-batch and the evaluated tasks are split
@@ -216,14 +225,15 @@ def base() -> ml_collections.ConfigDict:
       discovery_workdir="",            # source='discovery': workdir of a job='discover' run made
                                        # with the same data config (reads its tasks.npz)
       labels_file="",                  # source='file': tau_d's (.npz key 'labels', .npy or .csv)
-      discovered_tasks=(),             # rows of the discovered set to use; () = all rows
+      discovered_tasks=(),             # tasks of the discovered set to use, by index or name
+                                       # (pattern: 'resnet18-*'); () = all
                                        # (ignored for source='random_network')
       num_random_networks=8,           # source='random_network': networks, each one tau_d
       # source='random_network': architecture of the randomly initialised network whose scalar
       # output, thresholded at the per-class median, is tau_d (original: ImageNet variant).
       random_network=model_config("resnet18"),
       target_tasks=(0, 11, 18, 27, 31, 38, 40),  # human task indices (the original's targets), or
-                                       # rows of target_labels_file when set; () = all
+                                       # tasks of target_labels_file (indices or names); () = all
       target_labels_file="",           # '' = human-labelled targets; else binary targets from this
                                        # file (.npz key 'labels', .npy or .csv)
       mirror=False,                    # also the mirror split: train = {tau == tau_d}
@@ -304,6 +314,13 @@ def _check(ok: bool, field: str, message: str) -> None:
     raise ValueError(f"config.{field}: {message}")
 
 
+def _task_selector(t) -> bool:
+  """A task picked by index (>= 0) or by name / pattern."""
+  if isinstance(t, str):
+    return bool(t) and not t.startswith("-")
+  return not isinstance(t, bool) and int(t) >= 0
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the field for values out of range. Model names are checked by
   `models`, dataset names by `datasets`."""
@@ -368,10 +385,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _check(a.source in ADVERSARIAL_SOURCES, "adversarial.source",
          f"{a.source!r} is not one of {ADVERSARIAL_SOURCES}")
   _check(a.num_random_networks >= 1, "adversarial.num_random_networks", "must be >= 1")
-  _check(all(int(t) >= 0 for t in a.target_tasks), "adversarial.target_tasks",
-         "indices must be >= 0")
-  _check(all(int(t) >= 0 for t in a.discovered_tasks), "adversarial.discovered_tasks",
-         "indices must be >= 0")
+  _check(all(_task_selector(t) for t in a.target_tasks), "adversarial.target_tasks",
+         "must be indices >= 0 or task names")
+  _check(all(_task_selector(t) for t in a.discovered_tasks), "adversarial.discovered_tasks",
+         "must be indices >= 0 or task names")
+  _check(all(_task_selector(t) for t in c.eval.get("labels_columns", ())),
+         "eval.labels_columns", "must be indices >= 0 or column names")
   _check(0.0 <= a.min_part_fraction < 0.5, "adversarial.min_part_fraction",
          "must be in [0, 0.5): the smaller part of a split holds at most half the images")
 

@@ -25,6 +25,7 @@ import dataclasses
 import gzip
 import math
 import os
+import re
 import struct
 import zlib
 
@@ -77,6 +78,11 @@ class Dataset:
   class_names: tuple[str, ...]
   meta_val_idx: np.ndarray = dataclasses.field(
       default_factory=lambda: np.zeros(0, np.int32))
+  # [N] each image's index in its source split, in the source's own order (for TFDS datasets
+  # with an `id` feature such as CIFAR-10's 'train_01234', that number: the order of the
+  # original files and of torchvision). Task files of the whole split are matched by it
+  # (`tasks.load_task_file`). None: 0..N-1.
+  source_index: np.ndarray | None = None
 
   @property
   def input_shape(self) -> tuple[int, int, int]:
@@ -190,14 +196,14 @@ def load_dataset(config) -> Dataset:
 
   if source == 'sklearn':
     raw, labels, class_names = _load_digits(name, split)
-    keep = _subset(rng, len(labels), num_images)
-    raw, labels = raw[keep], labels[keep]
+    source_index = _subset(rng, len(labels), num_images)
+    raw, labels = raw[source_index], labels[source_index]
   elif source == 'idx':
     raw, labels, class_names = _load_idx(name, data_dir, split)
-    keep = _subset(rng, len(labels), num_images)
-    raw, labels = raw[keep], labels[keep]
+    source_index = _subset(rng, len(labels), num_images)
+    raw, labels = raw[source_index], labels[source_index]
   elif source == 'tfds':  # Reads only the selected records: decoding is the slow part.
-    raw, labels, class_names = _load_tfds(name, data_dir, split, rng, num_images)
+    raw, labels, class_names, source_index = _load_tfds(name, data_dir, split, rng, num_images)
   else:
     raise ValueError(f"data.source must be 'auto', 'sklearn', 'idx' or 'tfds', got {source!r}.")
 
@@ -215,7 +221,8 @@ def load_dataset(config) -> Dataset:
   images -= mean  # In place: CIFAR-10 as float32 is already 600 MB.
   images /= std
   arrays = dict(images=images, labels=labels.astype(np.int32), train_idx=train_idx,
-                heldout_idx=heldout_idx, meta_val_idx=meta_val_idx, mean=mean, std=std)
+                heldout_idx=heldout_idx, meta_val_idx=meta_val_idx, mean=mean, std=std,
+                source_index=np.asarray(source_index, np.int64))
   for array in arrays.values():
     array.flags.writeable = False  # The dataclass is frozen; so are its arrays.
   return Dataset(name=name, num_classes=num_classes, class_names=tuple(class_names), **arrays)
@@ -370,11 +377,12 @@ def _load_tfds(name: str, data_dir: str, split: str, rng: np.random.Generator, n
     raise DatasetNotFoundError(_tfds_missing_message(
         name, data_dir, split, 'is prepared but not in the array_record format')) from e
   keep = _subset(rng, len(source), num_images)
-  images, labels = [], []
+  images, labels, ids = [], [], []
   for i in keep:  # One record at a time: the mock's batched __getitems__ is broken.
     example = source[int(i)]
     images.append(np.asarray(example['image']))
     labels.append(int(example['label']))
+    ids.append(example.get('id'))
   images, labels = np.stack(images), np.asarray(labels, dtype=np.int32)
   if images.dtype != np.uint8:
     raise ValueError(f'{name}: expected uint8 images, got {images.dtype}.')
@@ -384,4 +392,19 @@ def _load_tfds(name: str, data_dir: str, split: str, rng: np.random.Generator, n
     class_names = tuple(label_feature.names)
   else:  # Label is a plain integer feature: infer the classes from the data.
     class_names = tuple(str(c) for c in range(int(labels.max()) + 1))
-  return images, labels, class_names
+  return images, labels, class_names, _source_index(ids, keep)
+
+
+def _source_index(ids, records: np.ndarray) -> np.ndarray:
+  """Each image's index in the source's own order: the number of TFDS ids like 'train_01234'
+  (CIFAR-10/100: the position in the original files, which TFDS stores shuffled), when every
+  image has one and they are distinct; else the record positions."""
+  numbers = []
+  for i in ids:
+    i = i.decode() if isinstance(i, bytes) else i
+    match = re.fullmatch(r'[A-Za-z]+_(\d+)', i) if isinstance(i, str) else None
+    if match is None:
+      return np.asarray(records, np.int64)
+    numbers.append(int(match.group(1)))
+  numbers = np.asarray(numbers, np.int64)
+  return numbers if len(np.unique(numbers)) == len(numbers) else np.asarray(records, np.int64)

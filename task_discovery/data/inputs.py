@@ -22,10 +22,12 @@ def ignored_options(config) -> tuple[list[str], list[str]]:
   """
   errors, warnings = [], []
   job, a = config.job, config.adversarial
-  if config.eval.labels_file and job != "agreement":
-    errors.append(f"eval.labels_file={config.eval.labels_file!r} is read only by job='agreement', "
-                  f"not job={job!r}: clear it, or run job='agreement' (in its own workdir) to "
-                  "evaluate the tasks of that file")
+  for field in ("labels_file", "discovery_workdir", "reference_file"):
+    value = config.eval.get(field, "")
+    if value and job != "agreement":
+      errors.append(f"eval.{field}={value!r} is read only by job='agreement', not job={job!r}: "
+                    "clear it, or run job='agreement' (in its own workdir) to evaluate those "
+                    "tasks")
   if job != "adversarial_split":
     defaults = config_lib.base().adversarial
     # ConfigDict equality also compares the lock state: compare values only.

@@ -17,6 +17,7 @@ for human tasks and "positive side of the task direction" for discovered tasks.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import itertools
 import math
 import os
@@ -99,14 +100,24 @@ def evenly_spaced(total: int, count: int) -> np.ndarray:
   return np.unique(np.linspace(0, total - 1, count).round().astype(np.int64))
 
 
-def _read_csv_labels(path: str) -> np.ndarray:
+# The first header cell of a CSV written by pandas with its index (the original's
+# discovered.csv: `,resnet18-0,...`): the rows are the images of the source split, in its order.
+_PANDAS_INDEX_HEADERS = ("", "Unnamed: 0")
+
+
+def _read_csv_labels(path: str) -> tuple[list[str], np.ndarray, bool]:
+  """`(names, labels [T, R], source_order)` of a CSV with one task per column. An
+  `image_index` column (this library's files) or a pandas index column (the original's) is
+  not a task; the latter marks rows in the source split's order."""
   with open(path, newline="") as f:
     rows = list(csv.reader(f))
   if not rows:
     raise ValueError(f"{path!r} is empty: expected a header `image_index,task_0,...` and one row "
                      "per image")
   header, body = rows[0], rows[1:]
-  columns = [i for i, name in enumerate(header) if name != "image_index"]
+  source_order = header[0] in _PANDAS_INDEX_HEADERS
+  index_columns = {"image_index"} | ({header[0]} if source_order else set())
+  columns = [i for i, name in enumerate(header) if name not in index_columns]
   labels = []
   for i in columns:
     column = []
@@ -120,30 +131,43 @@ def _read_csv_labels(path: str) -> np.ndarray:
         raise ValueError(f"{path!r} line {line}, column {header[i]!r}: {row[i]!r} is not an "
                          "integer label") from None
     labels.append(column)
-  return np.asarray(labels, dtype=np.int64).reshape(len(columns), len(body))
+  labels = np.asarray(labels, dtype=np.int64).reshape(len(columns), len(body))
+  return [header[i] for i in columns], labels, source_order
 
 
-def _read_labels(path: str, ext: str) -> np.ndarray:
+def _read_labels(path: str, ext: str) -> tuple[list[str] | None, np.ndarray, bool]:
   if ext == ".npz":
     with np.load(path) as f:
       if "labels" not in f:
         raise ValueError(f"{path!r} has no array named 'labels' (found {sorted(f.files)})")
-      return f["labels"]
+      names = [str(n) for n in f["names"]] if "names" in f else None
+      return names, f["labels"], False
   if ext == ".npy":
-    return np.load(path)
+    return None, np.load(path), False
   return _read_csv_labels(path)
 
 
-def load_task_labels(path: str, num_images: int, num_classes: int = 2) -> np.ndarray:
-  """Reads task labels from `.npz` (key `labels`), `.npy` or `.csv` (one task per column).
+def load_task_file(path: str, num_images: int, num_classes: int = 2, *,
+                   source_index=None) -> tuple[list[str], np.ndarray]:
+  """Reads named tasks from `.npz` (key `labels`, optional `names`), `.npy` or `.csv` (one task
+  per column, named by the header; the original's `discovered.csv` too).
+
+  Rows are matched to the dataset's images in one of two ways:
+    * the file has `num_images` rows and no pandas index column: the dataset's own order (the
+      files this library writes: `tasks.csv`, `tasks.npz`);
+    * otherwise the rows are the images of the source split in the source's order (the
+      original's files: all 50,000 CIFAR-10 training images, in torchvision's order): the
+      dataset's images are picked by `source_index` (`Dataset.source_index`).
 
   Args:
     path: the file.
     num_images: number of images of the dataset the labels must cover.
     num_classes: labels must lie in `[0, num_classes)`; 2 for the binary tasks of this library.
+    source_index: `[num_images]` each image's index in its source split, or None.
 
   Returns:
-    int32 `[num_tasks, num_images]`.
+    `(names, labels)`: one name per task (`task_i` where the file has none), int32
+    `[num_tasks, num_images]`.
 
   Raises:
     FileNotFoundError: the file does not exist.
@@ -157,7 +181,7 @@ def load_task_labels(path: str, num_images: int, num_classes: int = 2) -> np.nda
     raise ValueError(f"unknown task labels format {ext!r} of {path!r}: use .npz (key 'labels'), "
                      ".npy or .csv")
   try:
-    labels = _read_labels(path, ext)
+    names, labels, source_order = _read_labels(path, ext)
   except Exception as e:  # zipfile, pickle-refused, truncated or OS errors: name the file
     if isinstance(e, ValueError) and repr(path) in str(e):
       raise
@@ -166,11 +190,19 @@ def load_task_labels(path: str, num_images: int, num_classes: int = 2) -> np.nda
   if labels.ndim != 2:
     raise ValueError(f"{path!r} holds labels of shape {labels.shape}: expected [num_tasks, "
                      "num_images] (or [num_images] for one task)")
-  if labels.shape[-1] != num_images:
-    raise ValueError(
-        f"{path!r} labels {labels.shape[-1]} images but the dataset has {num_images}: "
-        "labels must be given for every image of the dataset, in its order "
-        "(same data.name, data.split, data.num_images and data.split_seed)")
+  if names is None or len(names) != len(labels):
+    names = [f"task_{i}" for i in range(len(labels))]
+  if source_order or labels.shape[-1] != num_images:
+    index = None if source_index is None else np.asarray(source_index)
+    if index is None or len(index) != num_images or (
+        len(index) and index.max() >= labels.shape[-1]):
+      raise ValueError(
+          f"{path!r} labels {labels.shape[-1]} images but the dataset has {num_images}: "
+          "labels must be given for every image of the dataset, in its order (same data.name, "
+          "data.split, data.num_images and data.split_seed), or for every image of the source "
+          "split in the source's order (the original's files: data.num_images=0, "
+          "data.split='train')")
+    labels = labels[:, index]
   if not np.issubdtype(labels.dtype, np.integer):
     raise ValueError(f"{path!r} holds {labels.dtype} values: task labels must be integers in "
                      f"[0, {num_classes})")
@@ -184,7 +216,44 @@ def load_task_labels(path: str, num_images: int, num_classes: int = 2) -> np.nda
         f"of task(s) {tasks_bad[:10].tolist()}{' ...' if len(tasks_bad) > 10 else ''}"
         + (": binary tasks need 0/1 labels (class labels? give one 0/1 task per row, or column "
            "in a CSV)" if num_classes == 2 else ""))
-  return labels.astype(np.int32)
+  return list(names), labels.astype(np.int32)
+
+
+def load_task_labels(path: str, num_images: int, num_classes: int = 2, *,
+                     source_index=None) -> np.ndarray:
+  """The labels `[num_tasks, num_images]` of `load_task_file` (names dropped)."""
+  return load_task_file(path, num_images, num_classes, source_index=source_index)[1]
+
+
+def select_tasks(names, labels: np.ndarray, selectors, *, field: str, what: str
+                 ) -> tuple[np.ndarray, list[str], np.ndarray]:
+  """The tasks that `selectors` pick: row indices (ints) or names / shell patterns of names
+  (`'resnet18-*'`), in the order given; () = all.
+
+  Returns:
+    `(ids [T], names [T], labels [T, N])`.
+
+  Raises:
+    ValueError: naming `field`, for an index out of range or a name that matches nothing.
+  """
+  if len(selectors) == 0:
+    return np.arange(len(labels)), list(names), labels
+  ids = []
+  for s in selectors:
+    if isinstance(s, str) and not s.lstrip("-").isdigit():
+      hit = [i for i, n in enumerate(names) if fnmatch.fnmatchcase(n, s)]
+      if not hit:
+        shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+        raise ValueError(f"config.{field}: {s!r} names no task of {what} (its tasks: {shown})")
+      ids += hit
+    else:
+      i = int(s)
+      if not 0 <= i < len(labels):
+        raise ValueError(f"config.{field}: index {i} is out of range: {what} has "
+                         f"{len(labels)} tasks (valid indices 0..{len(labels) - 1})")
+      ids.append(i)
+  ids = np.asarray(ids, np.int64)
+  return ids, [names[i] for i in ids], labels[ids]
 
 
 def save_task_labels(path_prefix: str, labels: np.ndarray, **extra_arrays) -> None:

@@ -17,7 +17,6 @@ Outputs in the workdir: `splits.npz` (see `splits.save_splits` / `splits.load_sp
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Sequence
 
@@ -31,6 +30,7 @@ from task_discovery import models
 from task_discovery.data import datasets
 from task_discovery.data import splits as splits_lib
 from task_discovery.data import tasks
+from task_discovery.jobs import discovered
 from task_discovery.method import agreement
 from task_discovery.run import plots
 from task_discovery.run import report as report_lib
@@ -70,22 +70,17 @@ def random_network_tasks(network_config, images: np.ndarray, class_labels: np.nd
   return np.stack(labels)
 
 
-def _select(labels: np.ndarray, ids: Sequence[int], field: str, what: str):
-  ids = np.arange(len(labels)) if len(ids) == 0 else np.asarray(ids, np.int64)
-  if ids.max() >= len(labels):
-    raise ValueError(f"config.adversarial.{field}={tuple(int(i) for i in ids)}: {what} has only "
-                     f"{len(labels)} tasks (valid indices 0..{len(labels) - 1})")
-  return ids, labels[ids]
-
-
 def load_targets(config, dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
   """Target tasks: human-labelled (`adversarial.target_tasks`) or rows of
   `adversarial.target_labels_file`. Returns `(ids [T], labels [T, N])`, each checked binary with
   both classes."""
   a = config.adversarial
   if a.target_labels_file:
-    ids, labels = _select(tasks.load_task_labels(a.target_labels_file, dataset.num_images),
-                          a.target_tasks, "target_tasks", repr(a.target_labels_file))
+    names, all_labels = tasks.load_task_file(a.target_labels_file, dataset.num_images,
+                                             source_index=dataset.source_index)
+    ids, _, labels = tasks.select_tasks(names, all_labels, a.target_tasks,
+                                        field="adversarial.target_tasks",
+                                        what=repr(a.target_labels_file))
     kind = f"target {{}} of {a.target_labels_file!r}"
   else:
     num_human = len(tasks.human_class_subsets(dataset.num_classes))
@@ -95,37 +90,6 @@ def load_targets(config, dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndar
   for i, row in zip(ids, labels):
     splits_lib.check_binary_task(row, kind.format(int(i)))
   return ids, labels
-
-
-def _discovery_labels(workdir: str, dataset: datasets.Dataset) -> np.ndarray:
-  if not workdir:
-    raise ValueError(
-        "config.adversarial.discovery_workdir is empty: set it to the workdir of a job='discover' "
-        "run made with the same data config, or use --config.adversarial.source=random_network "
-        "(no discovery run needed) or source=file with adversarial.labels_file")
-  path = workdir_lib.Workdir.of(workdir).tasks
-  if not os.path.exists(path):
-    raise FileNotFoundError(
-        f"{path} does not exist: run job='discover' first (python -m task_discovery.main "
-        f"--config=configs/DATASET.py --workdir={workdir}) with the same data config, or use "
-        "--config.adversarial.source=random_network")
-  try:
-    with np.load(path) as f:
-      labels = np.asarray(f["labels"])
-      class_labels = np.asarray(f["class_labels"]) if "class_labels" in f else None
-  except Exception as e:  # truncated or damaged file, no 'labels' array: name the file
-    raise ValueError(f"{path} can not be read ({type(e).__name__}: {e}): rerun job='discover' "
-                     f"in {workdir} to rewrite it") from e
-  same_images = labels.shape[-1] == dataset.num_images and (
-      class_labels is None or np.array_equal(class_labels, dataset.labels))
-  if not same_images:
-    raise ValueError(
-        f"the discovery workdir {workdir} labels {labels.shape[-1]} images "
-        f"({'same' if labels.shape[-1] == dataset.num_images else 'different'} count, different "
-        f"classes) but the current data config gives {dataset.num_images} images of "
-        f"{dataset.name!r}: use the same data config as the discovery run (data.name, "
-        f"data.split, data.num_images, data.split_seed; see {workdir_lib.Workdir.of(workdir).config})")
-  return labels.astype(np.int32)
 
 
 def load_discovered(config, dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -142,15 +106,21 @@ def load_discovered(config, dataset: datasets.Dataset) -> tuple[np.ndarray, np.n
                                   batch_size=config.eval.predict_batch_size)
     return np.arange(a.num_random_networks), labels
   if a.source == "discovery":
-    all_labels, what = _discovery_labels(a.discovery_workdir, dataset), a.discovery_workdir
+    all_labels = discovered.task_labels(a.discovery_workdir, dataset,
+                                        field="adversarial.discovery_workdir")
+    what, names = a.discovery_workdir, discovered.task_names(a.discovery_workdir,
+                                                             len(all_labels))
   elif a.source == "file":
     if not a.labels_file:
       raise ValueError("config.adversarial.labels_file is empty but adversarial.source='file'")
-    all_labels, what = tasks.load_task_labels(a.labels_file, dataset.num_images), a.labels_file
+    names, all_labels = tasks.load_task_file(a.labels_file, dataset.num_images,
+                                             source_index=dataset.source_index)
+    what = a.labels_file
   else:
     raise ValueError(f"config.adversarial.source={a.source!r} is not one of "
                      "('discovery', 'file', 'random_network')")
-  ids, labels = _select(all_labels, a.discovered_tasks, "discovered_tasks", repr(what))
+  ids, _, labels = tasks.select_tasks(names, all_labels, a.discovered_tasks,
+                                      field="adversarial.discovered_tasks", what=repr(what))
   for i, row in zip(ids, labels):
     splits_lib.check_binary_task(row, f"discovered task {int(i)} of {what!r}")
   return ids, labels

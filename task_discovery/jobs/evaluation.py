@@ -14,6 +14,7 @@ from task_discovery import models
 from task_discovery.data import datasets
 from task_discovery.data import inputs
 from task_discovery.data import tasks
+from task_discovery.jobs import discovered
 from task_discovery.method import agreement
 from task_discovery.run import plots
 from task_discovery.run import report as report_lib
@@ -35,10 +36,12 @@ def family_tasks(config, dataset: datasets.Dataset) -> dict[str, tuple[np.ndarra
 
 
 def evaluate_families(config, dataset: datasets.Dataset,
-                      families: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+                      families: dict[str, tuple[np.ndarray, np.ndarray]],
+                      task_names: dict[str, list[str]] | None = None) -> dict:
   """AS of every task of every family, all with the same protocol, data order and seeds.
 
   All families are trained in one sequence of chunks, so the training step compiles once.
+  `task_names`: per family, one name per task (kept in the report), e.g. a file's columns.
 
   Returns:
     report sections: `tasks` (per-task entries), `summary` (per family), `eval_seconds`.
@@ -68,7 +71,8 @@ def evaluate_families(config, dataset: datasets.Dataset,
   for family, (indices, _) in families.items():
     part = {k: v[start:start + len(indices)] for k, v in results.items()}
     start += len(indices)
-    entries += report_lib.family_entries(family, indices, part)
+    entries += report_lib.family_entries(family, indices, part,
+                                         names=(task_names or {}).get(family))
     summary[family] = report_lib.summarize(part["agreement"])
     summary[family]["mean_learner_accuracy"] = float(part["accuracy"].mean())
     logging.info("%s: mean AS %.4f (min %.4f, max %.4f) over %d tasks", family,
@@ -94,7 +98,8 @@ def write_family_outputs(workdir: str, dataset: datasets.Dataset, sections: dict
                         "num_heldout": int(len(dataset.heldout_idx)),
                         "num_meta_val": int(len(dataset.meta_val_idx)),
                         "num_classes": dataset.num_classes},
-      tasks=kept + sections["tasks"], summary=sections["summary"])
+      tasks=kept + sections["tasks"], summary=sections["summary"],
+      **({"reference": sections["reference"]} if "reference" in sections else {}))
   per_family = {}
   for entry in report["tasks"]:
     per_family.setdefault(entry["family"], []).append(entry["agreement"])
@@ -105,15 +110,41 @@ def write_family_outputs(workdir: str, dataset: datasets.Dataset, sections: dict
   return report
 
 
+def extra_families(config, dataset: datasets.Dataset):
+  """The tasks `job='agreement'` evaluates besides human and random ones: a discovery (or
+  imported) workdir's (`eval.discovery_workdir`) and a labels file's (`eval.labels_file`, the
+  columns `eval.labels_columns`). Returns `(families, names)` as `evaluate_families` takes them."""
+  families, names = {}, {}
+  e = config.eval
+  if e.discovery_workdir:
+    labels = discovered.task_labels(e.discovery_workdir, dataset, field="eval.discovery_workdir")
+    families["discovered"] = (np.arange(len(labels)), labels)
+    names["discovered"] = discovered.task_names(e.discovery_workdir, len(labels))
+  if e.labels_file:
+    file_names, labels = tasks.load_task_file(e.labels_file, dataset.num_images,
+                                              source_index=dataset.source_index)
+    ids, names["file"], labels = tasks.select_tasks(
+        file_names, labels, e.labels_columns, field="eval.labels_columns",
+        what=repr(e.labels_file))
+    families["file"] = (ids, labels)
+  return families, names
+
+
 def run(config, workdir: str) -> dict:
-  """`job='agreement'`: AS of human- and random-labelled tasks (and of a labels file, if given)."""
+  """`job='agreement'`: AS of human- and random-labelled tasks, and of a discovery workdir's
+  and a labels file's tasks if given; with `eval.reference_file`, beside the original's AS."""
   dataset = datasets.load_dataset(config.data)
   inputs.check_batch_sizes(config, num_train=len(dataset.train_idx),
                            num_heldout=len(dataset.heldout_idx))
+  reference = (report_lib.read_reference_table(config.eval.reference_file)
+               if config.eval.reference_file else None)  # a bad file fails before training
   families = family_tasks(config, dataset)
-  labels_file = config.eval.get("labels_file", "")
-  if labels_file:
-    labels = tasks.load_task_labels(labels_file, dataset.num_images)
-    families["file"] = (np.arange(len(labels)), labels)
-  sections = evaluate_families(config, dataset, families)
+  extra, names = extra_families(config, dataset)
+  families.update(extra)
+  sections = evaluate_families(config, dataset, families, names)
+  if reference is not None:
+    sections["reference"] = report_lib.compare_with_reference(sections["tasks"], reference,
+                                                              config.eval.reference_file)
+    for line in report_lib.format_reference(sections["reference"]):
+      logging.info("%s", line)
   return write_family_outputs(workdir, dataset, sections)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from typing import Any
@@ -13,8 +14,9 @@ from task_discovery import config as config_lib
 from task_discovery.run import workdir as workdir_lib
 
 
-def family_entries(family: str, indices, results: dict) -> list[dict]:
-  """Per-task entries of one family from `agreement.evaluate_tasks` results."""
+def family_entries(family: str, indices, results: dict, names=None) -> list[dict]:
+  """Per-task entries of one family from `agreement.evaluate_tasks` results (with each task's
+  name when `names` are given)."""
   entries = []
   for row, index in enumerate(indices):
     entries.append({
@@ -23,7 +25,67 @@ def family_entries(family: str, indices, results: dict) -> list[dict]:
         "agreement": float(results["agreement"][row]),
         "learner_accuracy": [float(a) for a in results["accuracy"][row]],
     })
+    if names is not None:
+      entries[-1]["name"] = str(names[row])
   return entries
+
+
+def read_reference_table(path: str) -> dict[str, float]:
+  """Reference AS per task name from a CSV with columns `task_idx,task,as` (the original's
+  `agreement_table.csv`: task `{task}-{task_idx}`, e.g. `resnet18-3`) or `name,as`.
+
+  Raises:
+    FileNotFoundError, ValueError: naming the file and what is wrong in it.
+  """
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"reference file {path!r} does not exist (eval.reference_file)")
+  with open(path, newline="") as f:
+    rows = list(csv.DictReader(f))
+  if not rows:
+    raise ValueError(f"reference file {path!r} has no rows")
+  columns = set(rows[0])
+  if {"task_idx", "task", "as"} <= columns:
+    name = lambda r: f"{r['task']}-{int(r['task_idx'])}"
+  elif {"name", "as"} <= columns:
+    name = lambda r: r["name"]
+  else:
+    raise ValueError(f"reference file {path!r} has columns {sorted(columns)}: expected "
+                     "task_idx,task,as (the original's agreement_table.csv) or name,as")
+  table = {}
+  for line, row in enumerate(rows, start=2):
+    try:
+      table[name(row)] = float(row["as"])
+    except (TypeError, ValueError):
+      raise ValueError(f"reference file {path!r} line {line}: {row} is not a task and an "
+                       "agreement score") from None
+  return table
+
+
+def compare_with_reference(entries: list[dict], reference: dict[str, float], path: str) -> dict:
+  """The evaluated tasks that `reference` names: per task this library's AS, the reference AS
+  and their difference, with the mean difference over them."""
+  rows = [{"name": e["name"], "family": e["family"], "agreement": e["agreement"],
+           "reference": reference[e["name"]],
+           "difference": e["agreement"] - reference[e["name"]]}
+          for e in entries if e.get("name") in reference]
+  diffs = np.asarray([r["difference"] for r in rows], float)
+  return {"file": path, "tasks": rows, "num_tasks": len(rows),
+          "mean_difference": float(diffs.mean()) if len(rows) else None,
+          "mean_abs_difference": float(np.abs(diffs).mean()) if len(rows) else None}
+
+
+def format_reference(section: dict) -> list[str]:
+  """The comparison with the reference AS as printable lines."""
+  if not section["num_tasks"]:
+    return [f"reference {section['file']}: none of the evaluated tasks is named there (task "
+            "names come from a labels file's columns or an imported checkpoint)"]
+  lines = [f"AS beside the reference ({section['file']}):",
+           f"  {'task':<20} {'this library':>12} {'reference':>10} {'difference':>10}"]
+  lines += [f"  {r['name']:<20} {r['agreement']:>12.4f} {r['reference']:>10.4f} "
+            f"{r['difference']:>+10.4f}" for r in section["tasks"]]
+  lines.append(f"  mean difference {section['mean_difference']:+.4f} (mean |difference| "
+               f"{section['mean_abs_difference']:.4f}) over {section['num_tasks']} tasks")
+  return lines
 
 
 def summarize(values) -> dict:
