@@ -184,7 +184,10 @@ def base() -> ml_collections.ConfigDict:
       num_epochs=100,
       tasks_per_chunk=4,               # tasks trained together in one compiled computation
       predict_batch_size=1024,
-      num_human_tasks=126,             # evenly spaced over the human task list (126 for 10 classes)
+      # human-labelled tasks (data/tasks.py): evenly spaced over the listed class splits (126
+      # for 10 classes) or a dataset's own tasks; for more than 10 classes the first of a
+      # seeded sequence of splits
+      num_human_tasks=126,
       num_random_tasks=8,
       evaluate_discovered=True,        # after 'discover': evaluate every discovered task
       labels_file="",                  # job='agreement': also evaluate tasks from this file
@@ -223,7 +226,8 @@ def base() -> ml_collections.ConfigDict:
       # output, thresholded at the per-class median, is tau_d (original: ImageNet variant).
       random_network=model_config("resnet18"),
       target_tasks=(0, 11, 18, 27, 31, 38, 40),  # human task indices (the original's targets), or
-                                       # rows of target_labels_file when set; () = all
+                                       # rows of target_labels_file when set; () = all (not for
+                                       # more than 10 classes: their splits are not listed)
       target_labels_file="",           # '' = human-labelled targets; else binary targets from this
                                        # file (.npz key 'labels', .npy or .csv)
       mirror=False,                    # also the mirror split: train = {tau == tau_d}

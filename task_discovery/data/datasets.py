@@ -65,6 +65,10 @@ class Dataset:
       discovery, so that the images which score a discovered task never steered its discovery
       (the original takes them from its data module's validation split and scores on the test
       split). The three parts together are all N images.
+    human_tasks: [T, N] int32 0/1 labels of the dataset's own human-labelled binary tasks (e.g.
+      attributes), or None: the human tasks are then balanced splits of the classes
+      (`tasks.human_class_subsets`).
+    human_task_names: One name per row of ``human_tasks`` (empty when it is None).
   """
   name: str
   images: np.ndarray
@@ -77,6 +81,8 @@ class Dataset:
   class_names: tuple[str, ...]
   meta_val_idx: np.ndarray = dataclasses.field(
       default_factory=lambda: np.zeros(0, np.int32))
+  human_tasks: np.ndarray | None = None
+  human_task_names: tuple[str, ...] = ()
 
   @property
   def input_shape(self) -> tuple[int, int, int]:

@@ -13,16 +13,17 @@ from task_discovery import config as config_lib
 from task_discovery.run import workdir as workdir_lib
 
 
-def family_entries(family: str, indices, results: dict) -> list[dict]:
-  """Per-task entries of one family from `agreement.evaluate_tasks` results."""
+def family_entries(family: str, indices, results: dict, names=None) -> list[dict]:
+  """Per-task entries of one family from `agreement.evaluate_tasks` results; with `names` (one
+  per index) each entry also has a `name`."""
   entries = []
   for row, index in enumerate(indices):
-    entries.append({
-        "family": family,
-        "index": int(index),
-        "agreement": float(results["agreement"][row]),
-        "learner_accuracy": [float(a) for a in results["accuracy"][row]],
-    })
+    entry = {"family": family, "index": int(index)}
+    if names is not None:
+      entry["name"] = str(names[row])
+    entry.update(agreement=float(results["agreement"][row]),
+                 learner_accuracy=[float(a) for a in results["accuracy"][row]])
+    entries.append(entry)
   return entries
 
 
