@@ -11,7 +11,12 @@ Sources:
   * ``idx``: gzip or plain IDX files, e.g. Debian's ``dataset-fashion-mnist`` package.
   * ``tfds``: an already *prepared* TFDS dataset, read with ``tfds.data_source`` in the
     ``array_record`` format, which needs no TensorFlow. Nothing is ever downloaded here: an offline
-    download retries for minutes, so a missing dataset fails at once with instructions.
+    download retries for minutes, so a missing dataset fails at once with instructions. A dataset
+    with an ``attributes`` feature of booleans and no ``label`` (CelebA) has one class and its
+    attributes as human-labelled tasks (``Dataset.human_tasks``).
+  * ``directory``: TinyImageNet's ``tiny-imagenet-200/`` directory (``data/tiny_imagenet.py``).
+
+``data.image_size`` > 0 resizes every image while it is read (``data/resize.py``).
 
 Example:
   >>> config = ml_collections.ConfigDict({'name': 'digits', 'heldout_fraction': 0.1})
@@ -30,7 +35,13 @@ import zlib
 
 import numpy as np
 
-KNOWN_DATASETS = ('digits', 'fashion_mnist', 'mnist', 'cifar10', 'svhn_cropped')
+from task_discovery.data import resize
+
+KNOWN_DATASETS = ('digits', 'fashion_mnist', 'mnist', 'cifar10', 'cifar100', 'svhn_cropped',
+                  'celeb_a', 'tiny_imagenet')
+# The class of every image of a dataset without class labels (CelebA: its human tasks are its
+# attributes, `Dataset.human_tasks`).
+UNLABELLED_CLASS = 'all images'
 DEFAULT_IDX_DIRS = {'fashion_mnist': '/usr/share/datasets/fashion-mnist'}
 FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
                          'Sneaker', 'Bag', 'Ankle boot')
@@ -65,8 +76,8 @@ class Dataset:
       discovery, so that the images which score a discovered task never steered its discovery
       (the original takes them from its data module's validation split and scores on the test
       split). The three parts together are all N images.
-    human_tasks: [T, N] int32 0/1 labels of the dataset's own human-labelled binary tasks (e.g.
-      attributes), or None: the human tasks are then balanced splits of the classes
+    human_tasks: [T, N] int32 0/1 labels of the dataset's own human-labelled binary tasks (CelebA:
+      its 40 attributes), or None: the human tasks are then balanced splits of the classes
       (`tasks.human_class_subsets`).
     human_task_names: One name per row of ``human_tasks`` (empty when it is None).
   """
@@ -161,9 +172,10 @@ def load_dataset(config) -> Dataset:
 
   Args:
     config: The ``data`` section of the experiment config with fields ``name``, ``source``
-      ('auto' | 'sklearn' | 'idx' | 'tfds'), ``data_dir`` ('' = default), ``split`` ('train'),
-      ``num_images`` (0 = all), ``heldout_fraction`` (0.1), ``meta_val_fraction`` (0 when
-      absent) and ``split_seed`` (0).
+      ('auto' | 'sklearn' | 'idx' | 'tfds' | 'directory'), ``data_dir`` ('' = default),
+      ``split`` ('train'), ``num_images`` (0 = all), ``image_size`` (0 = as stored, when
+      absent), ``heldout_fraction`` (0.1), ``meta_val_fraction`` (0 when absent) and
+      ``split_seed`` (0).
 
   Returns:
     The ``Dataset``.
@@ -182,6 +194,7 @@ def load_dataset(config) -> Dataset:
   heldout_fraction = float(getattr(config, 'heldout_fraction', 0.1))
   meta_val_fraction = float(getattr(config, 'meta_val_fraction', 0.0))
   split_seed = int(getattr(config, 'split_seed', 0))
+  image_size = int(getattr(config, 'image_size', 0))
   if not 0.0 < heldout_fraction < 1.0:
     raise ValueError(f'data.heldout_fraction must be in (0, 1), got {heldout_fraction}.')
   if not 0.0 <= meta_val_fraction < 1.0 - heldout_fraction:
@@ -190,22 +203,35 @@ def load_dataset(config) -> Dataset:
                      'data.heldout_fraction.')
   if num_images < 0:
     raise ValueError(f'data.num_images must be >= 0 (0 = all), got {num_images}.')
+  if image_size < 0:
+    raise ValueError(f'data.image_size must be >= 0 (0 = as stored), got {image_size}.')
   if source == 'auto':
     source = _auto_source(name, data_dir, split)
   rng = np.random.default_rng(split_seed)
+  if image_size and source in ('sklearn', 'idx'):
+    raise ValueError(f'data.image_size={image_size}: resizing is for the tfds and directory '
+                     f'sources; {name} from {source!r} is read as stored (set it to 0).')
 
+  own_tasks = None
   if source == 'sklearn':
     raw, labels, class_names = _load_digits(name, split)
-    keep = _subset(rng, len(labels), num_images)
+    keep = subset_indices(rng, len(labels), num_images)
     raw, labels = raw[keep], labels[keep]
   elif source == 'idx':
     raw, labels, class_names = _load_idx(name, data_dir, split)
-    keep = _subset(rng, len(labels), num_images)
+    keep = subset_indices(rng, len(labels), num_images)
     raw, labels = raw[keep], labels[keep]
   elif source == 'tfds':  # Reads only the selected records: decoding is the slow part.
-    raw, labels, class_names = _load_tfds(name, data_dir, split, rng, num_images)
+    raw, labels, class_names, own_tasks = _load_tfds(name, data_dir, split, rng, num_images,
+                                                     image_size)
+  elif source == 'directory':
+    if name != 'tiny_imagenet':
+      raise ValueError(f"source='directory' reads 'tiny_imagenet', not {name!r}.")
+    from task_discovery.data import tiny_imagenet  # pylint: disable=g-import-not-at-top
+    raw, labels, class_names = tiny_imagenet.load(data_dir, split, rng, num_images, image_size)
   else:
-    raise ValueError(f"data.source must be 'auto', 'sklearn', 'idx' or 'tfds', got {source!r}.")
+    raise ValueError("data.source must be 'auto', 'sklearn', 'idx', 'tfds' or 'directory', got "
+                     f'{source!r}.')
 
   num_classes = len(class_names)
   if labels.min() < 0 or labels.max() >= num_classes:
@@ -222,9 +248,13 @@ def load_dataset(config) -> Dataset:
   images /= std
   arrays = dict(images=images, labels=labels.astype(np.int32), train_idx=train_idx,
                 heldout_idx=heldout_idx, meta_val_idx=meta_val_idx, mean=mean, std=std)
+  human_task_names = ()
+  if own_tasks is not None:
+    arrays['human_tasks'], human_task_names = own_tasks
   for array in arrays.values():
     array.flags.writeable = False  # The dataclass is frozen; so are its arrays.
-  return Dataset(name=name, num_classes=num_classes, class_names=tuple(class_names), **arrays)
+  return Dataset(name=name, num_classes=num_classes, class_names=tuple(class_names),
+                 human_task_names=tuple(human_task_names), **arrays)
 
 
 def _split_parts(rng: np.random.Generator, n: int, name: str, heldout_fraction: float,
@@ -247,7 +277,7 @@ def _split_parts(rng: np.random.Generator, n: int, name: str, heldout_fraction: 
   return train_idx, heldout_idx, meta_val_idx
 
 
-def _subset(rng: np.random.Generator, n: int, num_images: int) -> np.ndarray:
+def subset_indices(rng: np.random.Generator, n: int, num_images: int) -> np.ndarray:
   """Sorted indices of a random ``num_images`` subset of range(n) (all of them for 0)."""
   if num_images > n:
     raise ValueError(f'data.num_images={num_images} exceeds the {n} images available.')
@@ -278,6 +308,8 @@ def _channel_stats(images: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.
 def _auto_source(name: str, data_dir: str, split: str) -> str:
   if name == 'digits':
     return 'sklearn'
+  if name == 'tiny_imagenet':
+    return 'directory'
   if name == 'fashion_mnist' and _idx_paths(data_dir or DEFAULT_IDX_DIRS[name], split):
     return 'idx'
   return 'tfds'
@@ -361,33 +393,56 @@ def _tfds_missing_message(name: str, data_dir: str, split: str, reason: str) -> 
   return message
 
 
-def _load_tfds(name: str, data_dir: str, split: str, rng: np.random.Generator, num_images: int):
+def _load_tfds(name: str, data_dir: str, split: str, rng: np.random.Generator, num_images: int,
+               image_size: int = 0):
+  """`(images uint8, labels, class_names, own_tasks)`; own_tasks is None, or `(labels [T, N],
+  names)` of the boolean attributes of a dataset without class labels (CelebA)."""
   builder = _tfds_builder(name, data_dir)
   if not _tfds_is_prepared(builder):
     raise DatasetNotFoundError(_tfds_missing_message(name, data_dir, split, 'is not prepared'))
   features = builder.info.features
-  if 'image' not in features or 'label' not in features:
+  attribute_names = _attribute_names(features) if 'label' not in features else None
+  if 'image' not in features or ('label' not in features and not attribute_names):
     raise ValueError(f"{name!r} is not an image-classification dataset: features "
-                     f"{list(features)} lack 'image' and 'label'.")
+                     f"{list(features)} lack 'image' and 'label' (or boolean 'attributes').")
   try:
     # tfds.data_source(...) would build a second builder; this is the same call on ours.
     source = builder.as_data_source(split=split)
   except NotImplementedError as e:  # Prepared, but as TFRecord (no random access).
     raise DatasetNotFoundError(_tfds_missing_message(
         name, data_dir, split, 'is prepared but not in the array_record format')) from e
-  keep = _subset(rng, len(source), num_images)
-  images, labels = [], []
+  keep = subset_indices(rng, len(source), num_images)
+  images, labels, attributes = [], [], []
   for i in keep:  # One record at a time: the mock's batched __getitems__ is broken.
     example = source[int(i)]
-    images.append(np.asarray(example['image']))
-    labels.append(int(example['label']))
-  images, labels = np.stack(images), np.asarray(labels, dtype=np.int32)
-  if images.dtype != np.uint8:
-    raise ValueError(f'{name}: expected uint8 images, got {images.dtype}.')
+    image = np.asarray(example['image'])
+    if image.dtype != np.uint8:
+      raise ValueError(f'{name}: expected uint8 images, got {image.dtype}.')
+    # Resized one at a time: CelebA's 162,770 training faces take 19 GB as stored.
+    images.append(resize.square_resize(image, image_size) if image_size else image)
+    if attribute_names:
+      attributes.append([bool(example['attributes'][a]) for a in attribute_names])
+    else:
+      labels.append(int(example['label']))
+  images = np.stack(images)
+  if attribute_names:  # No classes: one class, and the attributes are the human tasks.
+    own_tasks = (np.asarray(attributes, dtype=np.int32).T.copy(), attribute_names)
+    return images, np.zeros(len(keep), np.int32), (UNLABELLED_CLASS,), own_tasks
+  labels = np.asarray(labels, dtype=np.int32)
   label_feature = features['label']
   num_classes = getattr(label_feature, 'num_classes', None)
   if num_classes:
     class_names = tuple(label_feature.names)
   else:  # Label is a plain integer feature: infer the classes from the data.
     class_names = tuple(str(c) for c in range(int(labels.max()) + 1))
-  return images, labels, class_names
+  return images, labels, class_names, None
+
+
+def _attribute_names(features) -> tuple[str, ...]:
+  """Names of the boolean sub-features of an `attributes` feature, in the feature's order; ()
+  when there is none."""
+  if 'attributes' not in features:
+    return ()
+  attributes = features['attributes']
+  names = tuple(getattr(attributes, 'keys', lambda: ())())
+  return tuple(n for n in names if np.dtype(attributes[n].np_dtype) == np.bool_)

@@ -271,6 +271,10 @@ def run(config, workdir: str) -> dict:
   """
   a = config.adversarial
   dataset = datasets.load_dataset(config.data)
+  if a.include_kway and dataset.num_classes < 2:
+    raise ValueError(f"{dataset.name} has no class labels (its human tasks are "
+                     f"{len(dataset.human_task_names)} named attributes), so there are no K-way "
+                     "learners to train: set adversarial.include_kway=False")
   target_ids, target_labels = load_targets(config, dataset)
   discovered_ids, discovered_labels = load_discovered(config, dataset)
   logging.info("adversarial splits: %d targets x %d discovered tasks (source=%s)%s",
