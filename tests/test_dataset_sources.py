@@ -175,3 +175,9 @@ def test_cifar100_fine_labels_and_seeded_human_tasks(monkeypatch):
 def test_image_size_is_refused_for_sources_read_as_stored():
   with pytest.raises(ValueError, match='data.image_size=16'):
     datasets.load_dataset(_config(name='digits', image_size=16))
+
+
+@pytest.mark.parametrize('name', ['celeb_a', 'cifar100'])
+def test_unprepared_tfds_dataset_says_how_to_prepare_it(tmp_path, name):
+  _expect_missing(_config(name=name, data_dir=str(tmp_path), image_size=32), 'is not prepared',
+                  f"tfds.data_source({name!r}", str(tmp_path))
