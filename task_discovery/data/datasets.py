@@ -36,11 +36,12 @@ import zlib
 import numpy as np
 
 from task_discovery.data import resize
+from task_discovery.data import tiny_imagenet
+from task_discovery.data.errors import DatasetNotFoundError  # noqa: F401 (re-exported)
 
 KNOWN_DATASETS = ('digits', 'fashion_mnist', 'mnist', 'cifar10', 'cifar100', 'svhn_cropped',
                   'celeb_a', 'tiny_imagenet')
-# The class of every image of a dataset without class labels (CelebA: its human tasks are its
-# attributes, `Dataset.human_tasks`).
+# The one class of a dataset without class labels (CelebA; its attributes are its human tasks).
 UNLABELLED_CLASS = 'all images'
 DEFAULT_IDX_DIRS = {'fashion_mnist': '/usr/share/datasets/fashion-mnist'}
 FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
@@ -52,8 +53,6 @@ _IDX_PREFIX = {'train': 'train', 'test': 't10k'}
 _IDX_DTYPES = {0x08: 'u1', 0x09: 'i1', 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
 
 
-class DatasetNotFoundError(FileNotFoundError):
-  """The requested data is not on this machine; the message says how to get it."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: arrays make field-wise == ambiguous.
@@ -212,27 +211,8 @@ def load_dataset(config) -> Dataset:
     raise ValueError(f'data.image_size={image_size}: resizing is for the tfds and directory '
                      f'sources; {name} from {source!r} is read as stored (set it to 0).')
 
-  own_tasks = None
-  if source == 'sklearn':
-    raw, labels, class_names = _load_digits(name, split)
-    keep = subset_indices(rng, len(labels), num_images)
-    raw, labels = raw[keep], labels[keep]
-  elif source == 'idx':
-    raw, labels, class_names = _load_idx(name, data_dir, split)
-    keep = subset_indices(rng, len(labels), num_images)
-    raw, labels = raw[keep], labels[keep]
-  elif source == 'tfds':  # Reads only the selected records: decoding is the slow part.
-    raw, labels, class_names, own_tasks = _load_tfds(name, data_dir, split, rng, num_images,
-                                                     image_size)
-  elif source == 'directory':
-    if name != 'tiny_imagenet':
-      raise ValueError(f"source='directory' reads 'tiny_imagenet', not {name!r}.")
-    from task_discovery.data import tiny_imagenet  # pylint: disable=g-import-not-at-top
-    raw, labels, class_names = tiny_imagenet.load(data_dir, split, rng, num_images, image_size)
-  else:
-    raise ValueError("data.source must be 'auto', 'sklearn', 'idx', 'tfds' or 'directory', got "
-                     f'{source!r}.')
-
+  raw, labels, class_names, own_tasks = _read_source(name, source, data_dir, split, rng,
+                                                    num_images, image_size)
   num_classes = len(class_names)
   if labels.min() < 0 or labels.max() >= num_classes:
     raise ValueError(f'{name}: labels span [{labels.min()}, {labels.max()}], expected '
@@ -248,13 +228,39 @@ def load_dataset(config) -> Dataset:
   images /= std
   arrays = dict(images=images, labels=labels.astype(np.int32), train_idx=train_idx,
                 heldout_idx=heldout_idx, meta_val_idx=meta_val_idx, mean=mean, std=std)
-  human_task_names = ()
   if own_tasks is not None:
-    arrays['human_tasks'], human_task_names = own_tasks
+    arrays['human_tasks'] = own_tasks[0]
   for array in arrays.values():
     array.flags.writeable = False  # The dataclass is frozen; so are its arrays.
   return Dataset(name=name, num_classes=num_classes, class_names=tuple(class_names),
-                 human_task_names=tuple(human_task_names), **arrays)
+                 human_task_names=tuple(own_tasks[1] if own_tasks else ()), **arrays)
+
+
+def _read_source(name: str, source: str, data_dir: str, split: str, rng: np.random.Generator,
+                 num_images: int, image_size: int):
+  """`(raw images, labels, class_names, own_tasks)` of the selected subset from one source;
+  own_tasks is None or `(labels [T, N], names)` (a dataset's own human tasks)."""
+  own_tasks = None
+  if source == 'sklearn':
+    raw, labels, class_names = _load_digits(name, split)
+    keep = subset_indices(rng, len(labels), num_images)
+    raw, labels = raw[keep], labels[keep]
+  elif source == 'idx':
+    raw, labels, class_names = _load_idx(name, data_dir, split)
+    keep = subset_indices(rng, len(labels), num_images)
+    raw, labels = raw[keep], labels[keep]
+  elif source == 'tfds':  # Reads only the selected records: decoding is the slow part.
+    raw, labels, class_names, own_tasks = _load_tfds(name, data_dir, split, rng, num_images,
+                                                     image_size)
+  elif source == 'directory':
+    if name != 'tiny_imagenet':
+      raise ValueError(f"source='directory' reads 'tiny_imagenet', not {name!r}.")
+    raw, labels, class_names = tiny_imagenet.load(
+        data_dir, split, lambda n: subset_indices(rng, n, num_images), image_size)
+  else:
+    raise ValueError("data.source must be 'auto', 'sklearn', 'idx', 'tfds' or 'directory', got "
+                     f'{source!r}.')
+  return raw, labels, class_names, own_tasks
 
 
 def _split_parts(rng: np.random.Generator, n: int, name: str, heldout_fraction: float,
@@ -395,8 +401,7 @@ def _tfds_missing_message(name: str, data_dir: str, split: str, reason: str) -> 
 
 def _load_tfds(name: str, data_dir: str, split: str, rng: np.random.Generator, num_images: int,
                image_size: int = 0):
-  """`(images uint8, labels, class_names, own_tasks)`; own_tasks is None, or `(labels [T, N],
-  names)` of the boolean attributes of a dataset without class labels (CelebA)."""
+  """As `_read_source`; own_tasks are the boolean attributes of a dataset without labels."""
   builder = _tfds_builder(name, data_dir)
   if not _tfds_is_prepared(builder):
     raise DatasetNotFoundError(_tfds_missing_message(name, data_dir, split, 'is not prepared'))
@@ -439,10 +444,6 @@ def _load_tfds(name: str, data_dir: str, split: str, rng: np.random.Generator, n
 
 
 def _attribute_names(features) -> tuple[str, ...]:
-  """Names of the boolean sub-features of an `attributes` feature, in the feature's order; ()
-  when there is none."""
-  if 'attributes' not in features:
-    return ()
-  attributes = features['attributes']
-  names = tuple(getattr(attributes, 'keys', lambda: ())())
-  return tuple(n for n in names if np.dtype(attributes[n].np_dtype) == np.bool_)
+  """Boolean sub-features of an `attributes` feature, in its order; () when there is none."""
+  attributes = features['attributes'] if 'attributes' in features else {}
+  return tuple(n for n in attributes.keys() if np.dtype(attributes[n].np_dtype) == np.bool_)

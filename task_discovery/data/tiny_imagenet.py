@@ -18,12 +18,13 @@ of the selected subset are decoded.
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import numpy as np
 from PIL import Image
 
-from task_discovery.data import datasets
 from task_discovery.data import resize
+from task_discovery.data.errors import DatasetNotFoundError
 
 DIRNAME = "tiny-imagenet-200"
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
@@ -43,12 +44,12 @@ def find_root(data_dir: str) -> str:
     DatasetNotFoundError: neither holds wnids.txt (the message says how to get the data).
   """
   if not data_dir:
-    raise datasets.DatasetNotFoundError(
+    raise DatasetNotFoundError(
         "data.data_dir is empty: TinyImageNet is read from its directory; " + _how_to_get(""))
   for root in (data_dir, os.path.join(data_dir, DIRNAME)):
     if os.path.isfile(os.path.join(root, "wnids.txt")):
       return root
-  raise datasets.DatasetNotFoundError(
+  raise DatasetNotFoundError(
       f"no wnids.txt in {data_dir} nor in {os.path.join(data_dir, DIRNAME)}: "
       + _how_to_get(data_dir))
 
@@ -82,7 +83,7 @@ def list_images(root: str, split: str) -> tuple[list[str], np.ndarray, list[str]
                      f"data.split={split!r}")
   wnids = sorted(_read_lines(os.path.join(root, "wnids.txt")))
   if not wnids:
-    raise datasets.DatasetNotFoundError(f"{root}/wnids.txt lists no classes: "
+    raise DatasetNotFoundError(f"{root}/wnids.txt lists no classes: "
                                         + _how_to_get(os.path.dirname(root)))
   index = {w: c for c, w in enumerate(wnids)}
   entries = []
@@ -92,7 +93,7 @@ def list_images(root: str, split: str) -> tuple[list[str], np.ndarray, list[str]
       files = sorted(f for f in os.listdir(folder) if f.lower().endswith((".jpeg", ".jpg"))) \
           if os.path.isdir(folder) else []
       if not files:
-        raise datasets.DatasetNotFoundError(
+        raise DatasetNotFoundError(
             f"{folder} {'holds no JPEG' if os.path.isdir(folder) else 'does not exist'}, but "
             f"wnids.txt lists {wnid}: the directory is incomplete; "
             + _how_to_get(os.path.dirname(root)))
@@ -100,7 +101,7 @@ def list_images(root: str, split: str) -> tuple[list[str], np.ndarray, list[str]
   else:
     annotations = os.path.join(root, "val", "val_annotations.txt")
     if not os.path.isfile(annotations):
-      raise datasets.DatasetNotFoundError(
+      raise DatasetNotFoundError(
           f"{annotations} does not exist: the directory is incomplete; "
           + _how_to_get(os.path.dirname(root)))
     for number, line in enumerate(_read_lines(annotations), start=1):
@@ -122,7 +123,7 @@ def read_image(path: str, image_size: int) -> np.ndarray:
     with Image.open(path) as image:
       pixels = np.asarray(image.convert("RGB"))
   except FileNotFoundError:
-    raise datasets.DatasetNotFoundError(
+    raise DatasetNotFoundError(
         f"{path} is listed but missing: the directory is incomplete; unzip "
         f"{DIRNAME}.zip again") from None
   except OSError as e:  # PIL's UnidentifiedImageError and truncated files
@@ -131,13 +132,13 @@ def read_image(path: str, image_size: int) -> np.ndarray:
   return resize.square_resize(pixels, image_size) if image_size else pixels
 
 
-def load(data_dir: str, split: str, rng: np.random.Generator, num_images: int,
+def load(data_dir: str, split: str, select: Callable[[int], np.ndarray],
          image_size: int) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-  """`(images [N, S, S, 3] uint8, labels [N] int32, class_names)` of the seeded subset of
-  `num_images` images (0 = all) of a split."""
+  """`(images [N, S, S, 3] uint8, labels [N] int32, class_names)` of the images of a split that
+  `select(number of images)` picks (sorted indices: `datasets.subset_indices`)."""
   root = find_root(data_dir)
   paths, labels, wnids = list_images(root, split)
-  keep = datasets.subset_indices(rng, len(paths), num_images)
+  keep = select(len(paths))
   images = [read_image(paths[i], image_size) for i in keep]
   shapes = {im.shape for im in images}
   if len(shapes) > 1:
