@@ -86,11 +86,18 @@ def base() -> ml_collections.ConfigDict:
   c.seed = 0                           # root seed of every random draw except the data split
 
   c.data = ml_collections.ConfigDict(dict(
-      name="cifar10",                  # 'digits' | 'fashion_mnist' | 'mnist' | 'cifar10' | ...
-      source="auto",                   # 'auto' | 'sklearn' | 'idx' | 'tfds'
+      # 'digits' | 'fashion_mnist' | 'mnist' | 'cifar10' | 'cifar100' | 'celeb_a' |
+      # 'tiny_imagenet' | another TFDS image-classification dataset (docs/datasets.md)
+      name="cifar10",
+      # 'auto' | 'sklearn' | 'idx' | 'tfds' | 'directory' (tiny-imagenet-200/ in data_dir)
+      source="auto",
       data_dir="",                     # '' = the source's default location
       split="train",                   # which split of the source to use
       num_images=0,                    # 0 = all, else a seeded subset of this size
+      # 0 = images as stored; else each image is centre-cropped to a square and resized to
+      # image_size x image_size (bilinear, antialiased) while it is read: TinyImageNet at 32 as
+      # the original's `tiny_imagenet`, CelebA's 218x178 faces
+      image_size=0,
       heldout_fraction=0.1,            # original: 5k of CIFAR-10's 50k training images
       # Meta-validation part: the held-out images of the differentiable AS during discovery,
       # disjoint from the training part and from the held-out part that the evaluation scores,
@@ -184,7 +191,10 @@ def base() -> ml_collections.ConfigDict:
       num_epochs=100,
       tasks_per_chunk=4,               # tasks trained together in one compiled computation
       predict_batch_size=1024,
-      num_human_tasks=126,             # evenly spaced over the human task list (126 for 10 classes)
+      # human-labelled tasks (data/tasks.py): evenly spaced over the listed class splits (126
+      # for 10 classes) or a dataset's own tasks (CelebA: 40 attributes); for more than 10
+      # classes the first of a seeded sequence of splits
+      num_human_tasks=126,
       num_random_tasks=8,
       evaluate_discovered=True,        # after 'discover': evaluate every discovered task
       # job='agreement': also evaluate tasks from this file (.npz key 'labels', .npy or .csv;
@@ -234,6 +244,8 @@ def base() -> ml_collections.ConfigDict:
       random_network=model_config("resnet18"),
       target_tasks=(0, 11, 18, 27, 31, 38, 40),  # human task indices (the original's targets), or
                                        # tasks of target_labels_file (indices or names); () = all
+                                       # (not for more than 10 classes: their splits are not
+                                       # listed)
       target_labels_file="",           # '' = human-labelled targets; else binary targets from this
                                        # file (.npz key 'labels', .npy or .csv)
       mirror=False,                    # also the mirror split: train = {tau == tau_d}
@@ -329,6 +341,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _check(0 <= c.data.meta_val_fraction < 1 - c.data.heldout_fraction, "data.meta_val_fraction",
          "must be in [0, 1 - data.heldout_fraction): the training part must not be empty")
   _check(c.data.num_images >= 0, "data.num_images", "must be >= 0 (0 = all images)")
+  _check(c.data.get("image_size", 0) >= 0, "data.image_size", "must be >= 0 (0 = as stored)")
   _check(c.task.num_tasks >= 1, "task.num_tasks", "must be >= 1")
   _check(c.task.temperature > 0, "task.temperature", "must be > 0")
   _check(c.task.diversity in DIVERSITIES, "task.diversity", f"must be one of {DIVERSITIES}")

@@ -7,6 +7,8 @@ human >> random on scikit-learn digits and on Fashion-MNIST.
 """
 import importlib.util
 import os
+import time
+import types
 
 import jax
 import jax.numpy as jnp
@@ -321,3 +323,21 @@ def test_fashion_mnist_human_tasks_agree_more_than_random():
   human, random = summary['human'], summary['random']
   assert human['mean_as'] >= random['mean_as'] + 0.1, summary
   assert human['mean_learner_accuracy'] > 0.8, summary
+
+
+def test_family_tasks_of_a_200_class_label_set_take_time_in_proportion():
+  # 126 human tasks of 200 classes: the first 126 splits of the seeded sequence, at once (the
+  # complete list of C(200, 100) / 2 splits is never built).
+  c = config_lib.base()
+  c.eval.num_human_tasks, c.eval.num_random_tasks = 126, 2
+  labels = np.arange(4000) % 200
+  dataset = types.SimpleNamespace(labels=labels, num_classes=200, num_images=4000,
+                                  human_tasks=None)
+  start = time.perf_counter()
+  families = evaluation.family_tasks(c, dataset)
+  assert time.perf_counter() - start < 2.0
+  human_idx, human_labels = families['human']
+  np.testing.assert_array_equal(human_idx, np.arange(126))
+  np.testing.assert_array_equal(human_labels, tasks.human_task_labels(labels, 200, human_idx))
+  np.testing.assert_array_equal(human_labels.sum(axis=1), np.full(126, 2000))
+  assert families['random'][1].shape == (2, 4000)

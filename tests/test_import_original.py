@@ -277,3 +277,13 @@ def test_jobs_use_an_imported_workdir_the_original_csv_and_its_reference_as(tmp_
   assert rows[("file", "mlp-1")]["reference"] == 0.80
   assert list(ids) == [int(both[0].split("-")[1])]
   np.testing.assert_array_equal(chosen[0], tau[ids[0]])
+
+
+def test_tiny_imagenet_checkpoints_get_the_directory_source_at_their_size():
+  for name, size in (("tiny_imagenet", 32), ("tiny_imagenet_64", 64)):
+    c = importer.config_from_hparams(dict(h_dim=32, dataset=name), "resnet18",
+                                     original.DATASETS[name])
+    config_lib.validate(c)
+    assert (c.data.name, c.data.source, c.data.image_size) == ("tiny_imagenet", "directory",
+                                                               size)
+    assert original.DATASETS[name]["input_shape"] == (size, size, 3)

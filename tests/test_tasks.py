@@ -2,6 +2,8 @@
 import itertools
 import math
 import os
+import time
+import types
 
 import numpy as np
 import pytest
@@ -53,6 +55,98 @@ def test_human_subsets_five_classes_has_ten_rows():
 def test_human_subsets_need_two_classes(num_classes):
   with pytest.raises(ValueError, match='at least 2 classes'):
     tasks.human_class_subsets(num_classes)
+
+
+# ------------------------------------------------------- human subsets beyond ten classes
+
+
+@pytest.mark.parametrize('num_classes', [11, 12, 100, 200])
+def test_seeded_subsets_are_distinct_balanced_splits(num_classes):
+  count = 300
+  subsets = tasks.human_class_subsets(num_classes, np.arange(count))
+  half = num_classes // 2
+  assert subsets.shape == (count, half) and subsets.dtype == np.int32
+  assert np.all(np.diff(subsets, axis=1) > 0)  # sorted rows of distinct classes
+  assert subsets.min() >= 0 and subsets.max() < num_classes
+  everything = frozenset(range(num_classes))
+  splits = {frozenset(row) for row in subsets.tolist()}
+  assert len(splits) == count
+  if num_classes % 2 == 0:
+    # Each split named once, by the side holding class 0: no row is another's complement.
+    assert all(row[0] == 0 for row in subsets.tolist())
+    assert not splits & {everything - s for s in splits}
+
+
+def test_seeded_subsets_are_a_fixed_prefix_stable_sequence():
+  first = tasks.seeded_class_subsets(200, 5)
+  np.testing.assert_array_equal(tasks.seeded_class_subsets(200, 130)[:5], first)
+  # Indices select entries of that sequence, in the order asked for.
+  np.testing.assert_array_equal(tasks.human_class_subsets(200, [4, 0]), first[[4, 0]])
+  # The sequence depends on K only: recomputed from its documented definition.
+  rng = np.random.default_rng([tasks.HUMAN_TASKS_SEED, 200])
+  draw = np.sort(np.argsort(rng.random(200))[:100])
+  if draw[0] != 0:
+    draw = np.setdiff1d(np.arange(200), draw)
+  np.testing.assert_array_equal(first[0], draw)
+
+
+def test_seeded_subsets_cover_every_split_of_twelve_classes():
+  total = math.comb(12, 6) // 2
+  assert tasks.num_human_class_subsets(12) == total == 462
+  subsets = tasks.seeded_class_subsets(12, total)
+  expected = {s for s in itertools.combinations(range(12), 6) if 0 in s}
+  assert {tuple(r) for r in subsets.tolist()} == expected
+  with pytest.raises(ValueError, match='only 462 balanced splits'):
+    tasks.seeded_class_subsets(12, total + 1)
+
+
+def test_seeded_subsets_odd_classes_take_the_smaller_side():
+  subsets = tasks.human_class_subsets(101, np.arange(50))
+  assert subsets.shape == (50, 50)  # floor(101 / 2) classes labelled 1, the other 51 labelled 0
+  assert tasks.num_human_class_subsets(101) == math.comb(101, 50)
+
+
+def test_few_tasks_of_many_classes_cost_little():
+  start = time.perf_counter()
+  indices = tasks.human_task_indices(200, 5)
+  labels = tasks.human_task_labels(np.arange(10_000) % 200, 200, indices)
+  assert time.perf_counter() - start < 0.5
+  np.testing.assert_array_equal(indices, np.arange(5))
+  assert labels.shape == (5, 10_000)
+  np.testing.assert_array_equal(labels.sum(axis=1), np.full(5, 5_000))  # 100 of 200 classes
+
+
+def test_human_task_indices_listed_and_seeded():
+  np.testing.assert_array_equal(tasks.human_task_indices(10, 126), np.arange(126))
+  np.testing.assert_array_equal(tasks.human_task_indices(10, 3), [0, 62, 125])
+  np.testing.assert_array_equal(tasks.human_task_indices(2, 5), [0])  # the one split {0} | {1}
+  np.testing.assert_array_equal(tasks.human_task_indices(100, 4), np.arange(4))
+  np.testing.assert_array_equal(tasks.human_task_indices(12, 1000), np.arange(462))
+
+
+def test_listing_all_splits_of_many_classes_is_refused():
+  with pytest.raises(ValueError, match='too many to list'):
+    tasks.human_class_subsets(200)
+  with pytest.raises(ValueError, match=r'human task indices must lie in \[0, 462\)'):
+    tasks.human_class_subsets(12, [462])
+
+
+def test_dataset_own_human_tasks_come_with_names():
+  own = np.array([[0, 1, 1, 0], [1, 1, 0, 0], [0, 0, 0, 1]], np.int32)
+  dataset = types.SimpleNamespace(labels=np.zeros(4, np.int32), num_classes=1, human_tasks=own,
+                                  human_task_names=('Bangs', 'Smiling', 'Young'))
+  np.testing.assert_array_equal(tasks.dataset_human_task_indices(dataset, 2), [0, 2])
+  labels, names = tasks.dataset_human_tasks(dataset, [2, 0])
+  np.testing.assert_array_equal(labels, own[[2, 0]])
+  assert names == ('Young', 'Bangs')
+  assert tasks.dataset_human_tasks(dataset)[1] == ('Bangs', 'Smiling', 'Young')
+  with pytest.raises(ValueError, match="this dataset's human tasks"):
+    tasks.dataset_human_tasks(dataset, [3])
+  # A class-labelled dataset: class splits, known by index, without names.
+  plain = types.SimpleNamespace(labels=np.arange(10), num_classes=10, human_tasks=None)
+  labels, names = tasks.dataset_human_tasks(plain, [1])
+  assert names is None and tasks.dataset_human_task_names(plain, [1]) is None
+  np.testing.assert_array_equal(labels, tasks.human_task_labels(np.arange(10), 10, [1]))
 
 
 # -------------------------------------------------------------------------------- human labels

@@ -11,7 +11,12 @@ Sources:
   * ``idx``: gzip or plain IDX files, e.g. Debian's ``dataset-fashion-mnist`` package.
   * ``tfds``: an already *prepared* TFDS dataset, read with ``tfds.data_source`` in the
     ``array_record`` format, which needs no TensorFlow. Nothing is ever downloaded here: an offline
-    download retries for minutes, so a missing dataset fails at once with instructions.
+    download retries for minutes, so a missing dataset fails at once with instructions. A dataset
+    with an ``attributes`` feature of booleans and no ``label`` (CelebA) has one class and its
+    attributes as human-labelled tasks (``Dataset.human_tasks``).
+  * ``directory``: TinyImageNet's ``tiny-imagenet-200/`` directory (``data/tiny_imagenet.py``).
+
+``data.image_size`` > 0 resizes every image while it is read (``data/resize.py``).
 
 Example:
   >>> config = ml_collections.ConfigDict({'name': 'digits', 'heldout_fraction': 0.1})
@@ -22,16 +27,21 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import math
 import os
 import re
-import struct
-import zlib
 
 import numpy as np
 
-KNOWN_DATASETS = ('digits', 'fashion_mnist', 'mnist', 'cifar10', 'svhn_cropped')
+from task_discovery.data import resize
+from task_discovery.data import tiny_imagenet
+from task_discovery.data.errors import DatasetNotFoundError  # noqa: F401 (re-exported)
+from task_discovery.data.idx import read_idx  # noqa: F401 (re-exported)
+
+KNOWN_DATASETS = ('digits', 'fashion_mnist', 'mnist', 'cifar10', 'cifar100', 'svhn_cropped',
+                  'celeb_a', 'tiny_imagenet')
+# The one class of a dataset without class labels (CelebA; its attributes are its human tasks).
+UNLABELLED_CLASS = 'all images'
 DEFAULT_IDX_DIRS = {'fashion_mnist': '/usr/share/datasets/fashion-mnist'}
 FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
                          'Sneaker', 'Bag', 'Ankle boot')
@@ -39,11 +49,8 @@ _IDX_CLASS_NAMES = {'fashion_mnist': FASHION_MNIST_CLASSES,
                     'mnist': tuple(str(i) for i in range(10))}
 _IDX_PREFIX = {'train': 'train', 'test': 't10k'}
 # IDX type codes (third magic byte); all multi-byte types are big-endian.
-_IDX_DTYPES = {0x08: 'u1', 0x09: 'i1', 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
 
 
-class DatasetNotFoundError(FileNotFoundError):
-  """The requested data is not on this machine; the message says how to get it."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: arrays make field-wise == ambiguous.
@@ -66,6 +73,10 @@ class Dataset:
       discovery, so that the images which score a discovered task never steered its discovery
       (the original takes them from its data module's validation split and scores on the test
       split). The three parts together are all N images.
+    human_tasks: [T, N] int32 0/1 labels of the dataset's own human-labelled binary tasks (CelebA:
+      its 40 attributes), or None: the human tasks are then balanced splits of the classes
+      (`tasks.human_class_subsets`).
+    human_task_names: One name per row of ``human_tasks`` (empty when it is None).
   """
   name: str
   images: np.ndarray
@@ -83,6 +94,8 @@ class Dataset:
   # original files and of torchvision). Task files of the whole split are matched by it
   # (`tasks.load_task_file`). None: 0..N-1.
   source_index: np.ndarray | None = None
+  human_tasks: np.ndarray | None = None
+  human_task_names: tuple[str, ...] = ()
 
   @property
   def input_shape(self) -> tuple[int, int, int]:
@@ -118,38 +131,6 @@ def normalize(raw_images_0_1, mean, std) -> np.ndarray:
   return (raw - mean) / std
 
 
-def read_idx(path) -> np.ndarray:
-  """Reads an IDX file (the MNIST format), gzip-compressed or plain.
-
-  Args:
-    path: File path; gzip is detected from the content, not the name.
-
-  Returns:
-    Array with the shape and dtype (native byte order) stored in the file.
-
-  Raises:
-    ValueError: If the magic number is not an IDX one or the file is truncated.
-  """
-  with open(path, 'rb') as f:
-    is_gzip = f.read(2) == b'\x1f\x8b'
-  try:
-    with (gzip.open if is_gzip else open)(path, 'rb') as f:
-      data = f.read()
-  except (EOFError, OSError, zlib.error) as e:  # truncated or damaged gzip
-    raise ValueError(f'{path} can not be read ({type(e).__name__}: {e}): the file is truncated '
-                     'or damaged; download or install it again.') from e
-  if len(data) < 4 or data[:2] != b'\0\0' or data[2] not in _IDX_DTYPES:
-    raise ValueError(f'{path} is not an IDX file: bad magic number 0x{data[:4].hex()} (expected '
-                     f'0x0000TTDD, TT a type code in {sorted(_IDX_DTYPES)}, DD the rank).')
-  ndim, dtype = data[3], np.dtype(_IDX_DTYPES[data[2]])
-  shape = struct.unpack(f'>{ndim}I', data[4:4 + 4 * ndim])
-  body = data[4 + 4 * ndim:]
-  if len(body) != math.prod(shape) * dtype.itemsize:
-    raise ValueError(f'{path}: header says shape {shape} ({dtype}), but the file holds '
-                     f'{len(body)} data bytes.')
-  return np.frombuffer(body, dtype).reshape(shape).astype(dtype.newbyteorder('='))
-
-
 def load_dataset(config) -> Dataset:
   """Loads, subsamples, splits and normalises the dataset described by ``config``.
 
@@ -161,9 +142,10 @@ def load_dataset(config) -> Dataset:
 
   Args:
     config: The ``data`` section of the experiment config with fields ``name``, ``source``
-      ('auto' | 'sklearn' | 'idx' | 'tfds'), ``data_dir`` ('' = default), ``split`` ('train'),
-      ``num_images`` (0 = all), ``heldout_fraction`` (0.1), ``meta_val_fraction`` (0 when
-      absent) and ``split_seed`` (0).
+      ('auto' | 'sklearn' | 'idx' | 'tfds' | 'directory'), ``data_dir`` ('' = default),
+      ``split`` ('train'), ``num_images`` (0 = all), ``image_size`` (0 = as stored, when
+      absent), ``heldout_fraction`` (0.1), ``meta_val_fraction`` (0 when absent) and
+      ``split_seed`` (0).
 
   Returns:
     The ``Dataset``.
@@ -182,6 +164,7 @@ def load_dataset(config) -> Dataset:
   heldout_fraction = float(getattr(config, 'heldout_fraction', 0.1))
   meta_val_fraction = float(getattr(config, 'meta_val_fraction', 0.0))
   split_seed = int(getattr(config, 'split_seed', 0))
+  image_size = int(getattr(config, 'image_size', 0))
   if not 0.0 < heldout_fraction < 1.0:
     raise ValueError(f'data.heldout_fraction must be in (0, 1), got {heldout_fraction}.')
   if not 0.0 <= meta_val_fraction < 1.0 - heldout_fraction:
@@ -190,23 +173,17 @@ def load_dataset(config) -> Dataset:
                      'data.heldout_fraction.')
   if num_images < 0:
     raise ValueError(f'data.num_images must be >= 0 (0 = all), got {num_images}.')
+  if image_size < 0:
+    raise ValueError(f'data.image_size must be >= 0 (0 = as stored), got {image_size}.')
   if source == 'auto':
     source = _auto_source(name, data_dir, split)
   rng = np.random.default_rng(split_seed)
+  if image_size and source in ('sklearn', 'idx'):
+    raise ValueError(f'data.image_size={image_size}: resizing is for the tfds and directory '
+                     f'sources; {name} from {source!r} is read as stored (set it to 0).')
 
-  if source == 'sklearn':
-    raw, labels, class_names = _load_digits(name, split)
-    source_index = _subset(rng, len(labels), num_images)
-    raw, labels = raw[source_index], labels[source_index]
-  elif source == 'idx':
-    raw, labels, class_names = _load_idx(name, data_dir, split)
-    source_index = _subset(rng, len(labels), num_images)
-    raw, labels = raw[source_index], labels[source_index]
-  elif source == 'tfds':  # Reads only the selected records: decoding is the slow part.
-    raw, labels, class_names, source_index = _load_tfds(name, data_dir, split, rng, num_images)
-  else:
-    raise ValueError(f"data.source must be 'auto', 'sklearn', 'idx' or 'tfds', got {source!r}.")
-
+  raw, labels, class_names, own_tasks, source_index = _read_source(
+      name, source, data_dir, split, rng, num_images, image_size)
   num_classes = len(class_names)
   if labels.min() < 0 or labels.max() >= num_classes:
     raise ValueError(f'{name}: labels span [{labels.min()}, {labels.max()}], expected '
@@ -223,9 +200,45 @@ def load_dataset(config) -> Dataset:
   arrays = dict(images=images, labels=labels.astype(np.int32), train_idx=train_idx,
                 heldout_idx=heldout_idx, meta_val_idx=meta_val_idx, mean=mean, std=std,
                 source_index=np.asarray(source_index, np.int64))
+  if own_tasks is not None:
+    arrays['human_tasks'] = own_tasks[0]
   for array in arrays.values():
     array.flags.writeable = False  # The dataclass is frozen; so are its arrays.
-  return Dataset(name=name, num_classes=num_classes, class_names=tuple(class_names), **arrays)
+  return Dataset(name=name, num_classes=num_classes, class_names=tuple(class_names),
+                 human_task_names=tuple(own_tasks[1] if own_tasks else ()), **arrays)
+
+
+def _read_source(name: str, source: str, data_dir: str, split: str, rng: np.random.Generator,
+                 num_images: int, image_size: int):
+  """`(raw images, labels, class_names, own_tasks, source_index)` of the selected subset from
+  one source; own_tasks is None or `(labels [T, N], names)` (a dataset's own human tasks),
+  source_index each image's index in the source (`Dataset.source_index`)."""
+  own_tasks = None
+  if source == 'sklearn':
+    raw, labels, class_names = _load_digits(name, split)
+    keep = subset_indices(rng, len(labels), num_images)
+    raw, labels = raw[keep], labels[keep]
+  elif source == 'idx':
+    raw, labels, class_names = _load_idx(name, data_dir, split)
+    keep = subset_indices(rng, len(labels), num_images)
+    raw, labels = raw[keep], labels[keep]
+  elif source == 'tfds':  # Reads only the selected records: decoding is the slow part.
+    return _load_tfds(name, data_dir, split, rng, num_images, image_size)
+  elif source == 'directory':
+    if name != 'tiny_imagenet':
+      raise ValueError(f"source='directory' reads 'tiny_imagenet', not {name!r}.")
+    chosen = []  # the subset the reader picks, in the directory's sorted order
+
+    def pick(n):
+      chosen.append(subset_indices(rng, n, num_images))
+      return chosen[-1]
+
+    raw, labels, class_names = tiny_imagenet.load(data_dir, split, pick, image_size)
+    keep = chosen[-1]
+  else:
+    raise ValueError("data.source must be 'auto', 'sklearn', 'idx', 'tfds' or 'directory', got "
+                     f'{source!r}.')
+  return raw, labels, class_names, own_tasks, keep
 
 
 def _split_parts(rng: np.random.Generator, n: int, name: str, heldout_fraction: float,
@@ -248,7 +261,7 @@ def _split_parts(rng: np.random.Generator, n: int, name: str, heldout_fraction: 
   return train_idx, heldout_idx, meta_val_idx
 
 
-def _subset(rng: np.random.Generator, n: int, num_images: int) -> np.ndarray:
+def subset_indices(rng: np.random.Generator, n: int, num_images: int) -> np.ndarray:
   """Sorted indices of a random ``num_images`` subset of range(n) (all of them for 0)."""
   if num_images > n:
     raise ValueError(f'data.num_images={num_images} exceeds the {n} images available.')
@@ -279,6 +292,8 @@ def _channel_stats(images: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.
 def _auto_source(name: str, data_dir: str, split: str) -> str:
   if name == 'digits':
     return 'sklearn'
+  if name == 'tiny_imagenet':
+    return 'directory'
   if name == 'fashion_mnist' and _idx_paths(data_dir or DEFAULT_IDX_DIRS[name], split):
     return 'idx'
   return 'tfds'
@@ -362,37 +377,50 @@ def _tfds_missing_message(name: str, data_dir: str, split: str, reason: str) -> 
   return message
 
 
-def _load_tfds(name: str, data_dir: str, split: str, rng: np.random.Generator, num_images: int):
+def _load_tfds(name: str, data_dir: str, split: str, rng: np.random.Generator, num_images: int,
+               image_size: int = 0):
+  """As `_read_source`; own_tasks are the boolean attributes of a dataset without labels."""
   builder = _tfds_builder(name, data_dir)
   if not _tfds_is_prepared(builder):
     raise DatasetNotFoundError(_tfds_missing_message(name, data_dir, split, 'is not prepared'))
   features = builder.info.features
-  if 'image' not in features or 'label' not in features:
+  attribute_names = _attribute_names(features) if 'label' not in features else None
+  if 'image' not in features or ('label' not in features and not attribute_names):
     raise ValueError(f"{name!r} is not an image-classification dataset: features "
-                     f"{list(features)} lack 'image' and 'label'.")
+                     f"{list(features)} lack 'image' and 'label' (or boolean 'attributes').")
   try:
     # tfds.data_source(...) would build a second builder; this is the same call on ours.
     source = builder.as_data_source(split=split)
   except NotImplementedError as e:  # Prepared, but as TFRecord (no random access).
     raise DatasetNotFoundError(_tfds_missing_message(
         name, data_dir, split, 'is prepared but not in the array_record format')) from e
-  keep = _subset(rng, len(source), num_images)
-  images, labels, ids = [], [], []
+  keep = subset_indices(rng, len(source), num_images)
+  images, labels, attributes, ids = [], [], [], []
   for i in keep:  # One record at a time: the mock's batched __getitems__ is broken.
     example = source[int(i)]
-    images.append(np.asarray(example['image']))
-    labels.append(int(example['label']))
+    image = np.asarray(example['image'])
+    if image.dtype != np.uint8:
+      raise ValueError(f'{name}: expected uint8 images, got {image.dtype}.')
+    # Resized one at a time: CelebA's 162,770 training faces take 19 GB as stored.
+    images.append(resize.square_resize(image, image_size) if image_size else image)
     ids.append(example.get('id'))
-  images, labels = np.stack(images), np.asarray(labels, dtype=np.int32)
-  if images.dtype != np.uint8:
-    raise ValueError(f'{name}: expected uint8 images, got {images.dtype}.')
+    if attribute_names:
+      attributes.append([bool(example['attributes'][a]) for a in attribute_names])
+    else:
+      labels.append(int(example['label']))
+  images = np.stack(images)
+  source_index = _source_index(ids, keep)
+  if attribute_names:  # No classes: one class, and the attributes are the human tasks.
+    own_tasks = (np.asarray(attributes, dtype=np.int32).T.copy(), attribute_names)
+    return images, np.zeros(len(keep), np.int32), (UNLABELLED_CLASS,), own_tasks, source_index
+  labels = np.asarray(labels, dtype=np.int32)
   label_feature = features['label']
   num_classes = getattr(label_feature, 'num_classes', None)
   if num_classes:
     class_names = tuple(label_feature.names)
   else:  # Label is a plain integer feature: infer the classes from the data.
     class_names = tuple(str(c) for c in range(int(labels.max()) + 1))
-  return images, labels, class_names, _source_index(ids, keep)
+  return images, labels, class_names, None, source_index
 
 
 def _source_index(ids, records: np.ndarray) -> np.ndarray:
@@ -408,3 +436,9 @@ def _source_index(ids, records: np.ndarray) -> np.ndarray:
     numbers.append(int(match.group(1)))
   numbers = np.asarray(numbers, np.int64)
   return numbers if len(np.unique(numbers)) == len(numbers) else np.asarray(records, np.int64)
+
+
+def _attribute_names(features) -> tuple[str, ...]:
+  """Boolean sub-features of an `attributes` feature, in its order; () when there is none."""
+  attributes = features['attributes'] if 'attributes' in features else {}
+  return tuple(n for n in attributes.keys() if np.dtype(attributes[n].np_dtype) == np.bool_)

@@ -5,7 +5,9 @@ A task is an int32 array of labels over *all* images of a `datasets.Dataset`
 can be split into training and held-out parts, or into adversarial splits, by index.
 
 Families:
-  * human-labelled: balanced splits of the classes, in the original's order;
+  * human-labelled: balanced splits of the classes (the original's order for up to 10 classes, a
+    seeded sequence beyond), or the dataset's own binary tasks where it has them (CelebA's
+    attributes, `datasets.Dataset.human_tasks`);
   * random-labelled: an i.i.d. fair coin per image, seeded;
   * discovered: produced by a task network (`models/task_network.py`);
   * loaded from a file (`.npz`, `.npy` or `.csv`).
@@ -29,28 +31,113 @@ from task_discovery.run import workdir as workdir_lib
 FAMILIES = ("human", "random", "discovered", "file")
 
 
-def human_class_subsets(num_classes: int) -> np.ndarray:
-  """Class subsets that define the human-labelled binary tasks, in the original's order.
+# Up to this many classes the human tasks are the complete list of balanced splits in
+# lexicographic order (at most C(10, 5) / 2 = 126 of them, the original's list for 10 classes).
+# Beyond it the complete list is astronomically long (C(200, 100) / 2 > 10^58), so the tasks are
+# a seeded sequence of distinct random splits instead.
+MAX_LISTED_CLASSES = 10
+# The seeded sequence for K classes is drawn from `np.random.default_rng([HUMAN_TASKS_SEED, K])`:
+# a property of K alone, so human task i means the same split in every run, config and machine.
+HUMAN_TASKS_SEED = 2022
+# Splits drawn per batch of the sequence. Fixed, so that a prefix of the sequence does not
+# depend on how many tasks were asked for.
+_DRAW_BATCH = 64
 
-  The original lists `itertools.combinations(range(10), 5)` truncated to its first
-  C(10, 5) / 2 = 126 entries. In lexicographic order these are exactly the subsets that contain
-  class 0, so every 5-vs-5 split of the classes appears once (the other half are complements).
-  For an odd number of classes no subset is the complement of another of the same size, so all
+
+def num_human_class_subsets(num_classes: int) -> int:
+  """How many balanced class splits there are (a Python int: it exceeds int64 for K > 66).
+
+  Balanced: one side holds K // 2 classes (for odd K the other side holds one more). For even K
+  a subset and its complement are the same split and count once.
+  """
+  _check_num_classes(num_classes)
+  half = num_classes // 2
+  total = math.comb(num_classes, half)
+  return total // 2 if num_classes % 2 == 0 else total
+
+
+def human_class_subsets(num_classes: int, task_indices=None) -> np.ndarray:
+  """Class subsets that define the human-labelled binary tasks.
+
+  K <= `MAX_LISTED_CLASSES`: every balanced split, in the original's order. The original lists
+  `itertools.combinations(range(10), 5)` truncated to its first C(10, 5) / 2 = 126 entries. In
+  lexicographic order these are exactly the subsets that contain class 0, so every 5-vs-5 split
+  of the classes appears once (the other half are complements). The same rule holds for every
+  even K; for an odd K no subset is the complement of another of the same size, so all
   C(K, K // 2) subsets are kept.
+
+  K > `MAX_LISTED_CLASSES`: task i is the i-th entry of a seeded sequence of distinct balanced
+  splits (`seeded_class_subsets`), generated only as far as the largest index asked for.
 
   Args:
     num_classes: number of classes K of the dataset, at least 2.
+    task_indices: which tasks; all of them when None (only for K <= `MAX_LISTED_CLASSES`).
 
   Returns:
-    int32 array `[num_tasks, K // 2]` of class indices; label 1 iff the class is in the row.
+    int32 array `[num_tasks, K // 2]` of sorted class indices; label 1 iff the class is in the row.
   """
-  if num_classes < 2:
-    raise ValueError(f"human tasks need at least 2 classes, got num_classes={num_classes}")
+  total = num_human_class_subsets(num_classes)
+  if num_classes > MAX_LISTED_CLASSES and task_indices is None:
+    raise ValueError(
+        f"{num_classes} classes have {total:.3g} balanced splits, too many to list: ask for "
+        "some of them (eval.num_human_tasks, or indices in adversarial.target_tasks)")
+  indices = None if task_indices is None else _check_indices(task_indices, total, num_classes)
+  if num_classes > MAX_LISTED_CLASSES:
+    count = int(indices.max()) + 1 if indices.size else 0
+    return seeded_class_subsets(num_classes, count)[indices]
   half = num_classes // 2
-  subsets = list(itertools.combinations(range(num_classes), half))
-  if num_classes % 2 == 0:
-    subsets = subsets[: math.comb(num_classes, half) // 2]
-  return np.asarray(subsets, dtype=np.int32)
+  subsets = np.asarray(list(itertools.islice(itertools.combinations(range(num_classes), half),
+                                             total)), dtype=np.int32).reshape(total, half)
+  return subsets if indices is None else subsets[indices]
+
+
+def seeded_class_subsets(num_classes: int, count: int) -> np.ndarray:
+  """The first `count` splits of the seeded sequence of balanced splits of K classes.
+
+  The sequence: draws from `np.random.default_rng([HUMAN_TASKS_SEED, K])`, in batches of
+  `_DRAW_BATCH`; each draw is the K // 2 classes of smallest key under K uniform keys
+  (`Generator.random`), i.e. a uniformly random K // 2-subset. For even K a subset without
+  class 0 is replaced by its complement (a split is named by the side holding class 0, as in the
+  listed order), and a split drawn before is skipped. Every balanced split is equally likely at
+  each position, and the first n entries do not depend on how many are asked for. Cost: about
+  `count` draws while `count` is far below the number of splits.
+
+  Returns:
+    int32 `[count, K // 2]`, rows sorted, all distinct splits.
+  """
+  total = num_human_class_subsets(num_classes)
+  if count > total:
+    raise ValueError(f"{num_classes} classes have only {total} balanced splits, {count} asked")
+  half = num_classes // 2
+  rng = np.random.default_rng([HUMAN_TASKS_SEED, num_classes])
+  everything = np.arange(num_classes)
+  seen, rows = set(), []
+  while len(rows) < count:
+    # argsort of i.i.d. floats: a uniform permutation (ties have probability ~0 in float64).
+    draws = np.sort(np.argsort(rng.random((_DRAW_BATCH, num_classes)), axis=1)[:, :half], axis=1)
+    for row in draws:
+      if num_classes % 2 == 0 and row[0] != 0:
+        row = np.setdiff1d(everything, row)  # the complement, which holds class 0
+      key = row.tobytes()
+      if key not in seen:
+        seen.add(key)
+        rows.append(row)
+        if len(rows) == count:
+          break
+  return np.asarray(rows, dtype=np.int32).reshape(count, half)
+
+
+def human_task_indices(num_classes: int, count: int) -> np.ndarray:
+  """The `count` class-split tasks to evaluate (`eval.num_human_tasks`).
+
+  Listed splits (K <= `MAX_LISTED_CLASSES`): spread evenly over the list (`evenly_spaced`), all
+  when count covers it. The seeded sequence (larger K) is already in random order: its first
+  `count` entries, which cost time in proportion to `count`.
+  """
+  total = num_human_class_subsets(num_classes)
+  if num_classes <= MAX_LISTED_CLASSES:
+    return evenly_spaced(total, count)
+  return np.arange(min(count, total), dtype=np.int64)
 
 
 def human_task_labels(class_labels: np.ndarray, num_classes: int,
@@ -65,18 +152,65 @@ def human_task_labels(class_labels: np.ndarray, num_classes: int,
   Returns:
     int32 `[num_tasks, num_images]`.
   """
-  subsets = human_class_subsets(num_classes)
-  if task_indices is None:
-    task_indices = np.arange(len(subsets))
-  task_indices = np.asarray(task_indices, dtype=np.int64)
-  if task_indices.size and (task_indices.min() < 0 or task_indices.max() >= len(subsets)):
-    raise ValueError(
-        f"human task indices must lie in [0, {len(subsets)}) for {num_classes} classes, "
-        f"got {task_indices.tolist()}")
-  membership = np.zeros((len(task_indices), num_classes), dtype=np.int32)
-  for row, t in enumerate(task_indices):
-    membership[row, subsets[t]] = 1
+  subsets = human_class_subsets(num_classes, task_indices)
+  membership = np.zeros((len(subsets), num_classes), dtype=np.int32)
+  for row, subset in enumerate(subsets):
+    membership[row, subset] = 1
   return membership[:, np.asarray(class_labels)]
+
+
+def dataset_human_task_indices(dataset, count: int) -> np.ndarray:
+  """The `count` human tasks of `dataset` to evaluate (`eval.num_human_tasks`).
+
+  A dataset that carries its own human tasks (`Dataset.human_tasks`, e.g. CelebA's attributes):
+  spread evenly over them. Otherwise the class splits of `human_task_indices`.
+  """
+  if getattr(dataset, "human_tasks", None) is not None:
+    return evenly_spaced(len(dataset.human_tasks), count)
+  return human_task_indices(dataset.num_classes, count)
+
+
+def dataset_human_tasks(dataset, task_indices=None) -> tuple[np.ndarray, tuple[str, ...] | None]:
+  """Labels `[T, N]` and names of human tasks of `dataset`.
+
+  The dataset's own tasks (`Dataset.human_tasks`, named by `Dataset.human_task_names`) where it
+  carries them; otherwise the class splits of `human_task_labels`, which have indices and no
+  names (None).
+
+  Args:
+    dataset: a `datasets.Dataset` (or anything with its `labels`, `num_classes`, `human_tasks`
+      and `human_task_names`).
+    task_indices: which tasks; all when None (class splits: only for K <= `MAX_LISTED_CLASSES`).
+  """
+  own = getattr(dataset, "human_tasks", None)
+  if own is None:
+    return human_task_labels(dataset.labels, dataset.num_classes, task_indices), None
+  indices = (np.arange(len(own)) if task_indices is None
+             else _check_indices(task_indices, len(own), None))
+  return np.asarray(own[indices], dtype=np.int32), dataset_human_task_names(dataset, indices)
+
+
+def dataset_human_task_names(dataset, task_indices) -> tuple[str, ...] | None:
+  """Names of the dataset's own human tasks at `task_indices`; None for class splits (which are
+  known by their index)."""
+  if getattr(dataset, "human_tasks", None) is None:
+    return None
+  indices = _check_indices(task_indices, len(dataset.human_tasks), None)
+  return tuple(dataset.human_task_names[i] for i in indices)
+
+
+def _check_num_classes(num_classes: int) -> None:
+  if num_classes < 2:
+    raise ValueError(f"human tasks need at least 2 classes, got num_classes={num_classes}")
+
+
+def _check_indices(task_indices, total: int, num_classes: int | None) -> np.ndarray:
+  indices = np.asarray(task_indices, dtype=np.int64).reshape(-1)
+  if indices.size and (indices.min() < 0 or indices.max() >= total):
+    of = f"{num_classes} classes" if num_classes is not None else "this dataset's human tasks"
+    raise ValueError(f"human task indices must lie in [0, {total}) for {of}, "
+                     f"got {indices.tolist()}")
+  return indices
 
 
 def random_task_labels(num_images: int, num_tasks: int,

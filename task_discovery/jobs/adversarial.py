@@ -78,17 +78,20 @@ def load_targets(config, dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndar
   if a.target_labels_file:
     names, all_labels = tasks.load_task_file(a.target_labels_file, dataset.num_images,
                                              source_index=dataset.source_index)
-    ids, _, labels = tasks.select_tasks(names, all_labels, a.target_tasks,
-                                        field="adversarial.target_tasks",
-                                        what=repr(a.target_labels_file))
-    kind = f"target {{}} of {a.target_labels_file!r}"
+    ids, names, labels = tasks.select_tasks(names, all_labels, a.target_tasks,
+                                            field="adversarial.target_tasks",
+                                            what=repr(a.target_labels_file))
+    whats = [f"target {int(i)} of {a.target_labels_file!r} ({name})"
+             for i, name in zip(ids, names)]
   else:
-    num_human = len(tasks.human_class_subsets(dataset.num_classes))
-    ids = np.asarray(a.target_tasks if len(a.target_tasks) else range(num_human), np.int64)
-    labels = tasks.human_task_labels(dataset.labels, dataset.num_classes, ids)
-    kind = "target human task {}"
-  for i, row in zip(ids, labels):
-    splits_lib.check_binary_task(row, kind.format(int(i)))
+    # () = all human tasks: a dataset's own (CelebA's 40 attributes) or the listed class splits
+    # (a seeded sequence of splits has no "all": `dataset_human_tasks` says so).
+    labels, names = tasks.dataset_human_tasks(dataset, a.target_tasks or None)
+    ids = np.asarray(a.target_tasks if len(a.target_tasks) else range(len(labels)), np.int64)
+    whats = [f"target human task {int(i)}" + (f" ({names[k]})" if names else "")
+             for k, i in enumerate(ids)]
+  for row, what in zip(labels, whats):
+    splits_lib.check_binary_task(row, what)
   return ids, labels
 
 
@@ -177,12 +180,16 @@ def _mean(values) -> float | None:
 
 
 def make_section(splits: Sequence[splits_lib.Split], skipped: list[dict], results: dict,
-                 parts: dict[str, np.ndarray], info: dict) -> dict:
-  """The `adversarial` section of `report.json`: per-split entries and a summary."""
+                 parts: dict[str, np.ndarray], info: dict,
+                 target_names: dict[int, str] | None = None) -> dict:
+  """The `adversarial` section of `report.json`: per-split entries and a summary. With
+  `target_names` (target id -> name: a dataset's named human tasks) entries have `target_name`."""
   entries = []
   for i, s in enumerate(splits):
     entry = {"target": s.target, "discovered": s.discovered, "mirror": s.mirror,
              "train_size": int(len(s.train_idx)), "test_size": int(len(s.test_idx))}
+    if target_names:
+      entry["target_name"] = target_names[s.target]
     for kind, prefix in (("binary", ""), ("kway", "kway_")):
       for side in ("adversarial", "random"):
         r = results.get(kind, {}).get(side)
@@ -210,14 +217,21 @@ def plot_section(section: dict, path: str, title: str, max_groups: int = 24) -> 
   keys = [k for k in ("adversarial_accuracy", "random_accuracy", "kway_adversarial_accuracy",
                       "kway_random_accuracy") if entries[0][k] is not None]
   if len(entries) <= max_groups:
-    groups = [f"t{e['target']}/d{e['discovered']}" + ("m" if e["mirror"] else "") for e in entries]
+    groups = [f"{_target_label(e)}/d{e['discovered']}" + ("m" if e["mirror"] else "")
+              for e in entries]
     series = {k.removesuffix("_accuracy"): np.asarray([e[k] for e in entries]) for k in keys}
   else:
     targets = sorted({e["target"] for e in entries})
-    groups = [f"target {t}" for t in targets]
+    names = {e["target"]: e.get("target_name") for e in entries}
+    groups = [names[t] or f"target {t}" for t in targets]
     series = {k.removesuffix("_accuracy"): np.asarray(
         [np.mean([e[k] for e in entries if e["target"] == t]) for t in targets]) for k in keys}
   plots.grouped_bars(groups, series, path, ylabel="test accuracy", title=title)
+
+
+def _target_label(entry: dict) -> str:
+  """A target in the plot: its name (a dataset's named human task) or `t` and its id."""
+  return entry.get("target_name") or f"t{entry['target']}"
 
 
 def run(config, workdir: str) -> dict:
@@ -228,6 +242,10 @@ def run(config, workdir: str) -> dict:
   """
   a = config.adversarial
   dataset = datasets.load_dataset(config.data)
+  if a.include_kway and dataset.num_classes < 2:
+    raise ValueError(f"{dataset.name} has no class labels (its human tasks are "
+                     f"{len(dataset.human_task_names)} named attributes), so there are no K-way "
+                     "learners to train: set adversarial.include_kway=False")
   target_ids, target_labels = load_targets(config, dataset)
   discovered_ids, discovered_labels = load_discovered(config, dataset)
   logging.info("adversarial splits: %d targets x %d discovered tasks (source=%s)%s",
@@ -264,7 +282,10 @@ def run(config, workdir: str) -> dict:
           "dataset": {"name": dataset.name, "num_images": dataset.num_images,
                       "num_classes": dataset.num_classes},
           "eval_seconds": time.perf_counter() - t0}
-  section = make_section(splits, skipped, results, parts, info)
+  names = None if a.target_labels_file else tasks.dataset_human_task_names(dataset, target_ids)
+  section = make_section(splits, skipped, results, parts, info,
+                         target_names=None if names is None else dict(
+                             zip((int(i) for i in target_ids), names)))
   s = section["summary"]
   logging.info("adversarial splits: mean test accuracy %.4f adversarial vs %.4f random "
                "(%d splits)", s["mean_adversarial_accuracy"], s["mean_random_accuracy"],

@@ -24,11 +24,10 @@ from task_discovery.run import workdir as workdir_lib
 
 def family_tasks(config, dataset: datasets.Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """The human- and random-labelled tasks to evaluate: {family: (indices, labels [T, N])}."""
-  num_human = len(tasks.human_class_subsets(dataset.num_classes))
-  human_idx = tasks.evenly_spaced(num_human, config.eval.num_human_tasks)
+  human_idx = tasks.dataset_human_task_indices(dataset, config.eval.num_human_tasks)
   random_idx = np.arange(config.eval.num_random_tasks)
   return {
-      "human": (human_idx, tasks.human_task_labels(dataset.labels, dataset.num_classes, human_idx)),
+      "human": (human_idx, tasks.dataset_human_tasks(dataset, human_idx)[0]),
       "random": (random_idx, tasks.random_task_labels(
           dataset.num_images, len(random_idx),
           seed=keys.numpy_rng(config.seed, keys.Stream.RANDOM_TASKS))),
@@ -71,8 +70,11 @@ def evaluate_families(config, dataset: datasets.Dataset,
   for family, (indices, _) in families.items():
     part = {k: v[start:start + len(indices)] for k, v in results.items()}
     start += len(indices)
-    entries += report_lib.family_entries(family, indices, part,
-                                         names=(task_names or {}).get(family))
+    # Named tasks: a file's columns, an imported run's, a dataset's own human tasks (CelebA).
+    names = (task_names or {}).get(family)
+    if names is None and family == "human":
+      names = tasks.dataset_human_task_names(dataset, indices)
+    entries += report_lib.family_entries(family, indices, part, names=names)
     summary[family] = report_lib.summarize(part["agreement"])
     summary[family]["mean_learner_accuracy"] = float(part["accuracy"].mean())
     logging.info("%s: mean AS %.4f (min %.4f, max %.4f) over %d tasks", family,

@@ -24,10 +24,13 @@ from task_discovery.original import weights
 CIFAR10_MEAN = tuple(x / 255.0 for x in (125.3, 123.0, 113.9))  # pl_bolts' cifar10_normalization
 CIFAR10_STD = tuple(x / 255.0 for x in (63.0, 62.1, 66.7))
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # its tiny_imagenet.py
+# The original's dataset names -> this library's data config and input shape.
 DATASETS = {
-    "cifar10": dict(name="cifar10", input_shape=(32, 32, 3), num_classes=10),
-    "tiny_imagenet": dict(name="tiny_imagenet", input_shape=(32, 32, 3), num_classes=200),
-    "tiny_imagenet_64": dict(name="tiny_imagenet_64", input_shape=(64, 64, 3), num_classes=200),
+    "cifar10": dict(name="cifar10", input_shape=(32, 32, 3), num_classes=10, data={}),
+    "tiny_imagenet": dict(name="tiny_imagenet", input_shape=(32, 32, 3), num_classes=200,
+                          data=dict(source="directory", image_size=32)),
+    "tiny_imagenet_64": dict(name="tiny_imagenet", input_shape=(64, 64, 3), num_classes=200,
+                             data=dict(source="directory", image_size=64)),
 }
 
 

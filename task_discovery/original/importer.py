@@ -29,6 +29,7 @@ def config_from_hparams(hparams: dict, family: str, dataset: dict) -> ml_collect
   resume or evaluate with the original's settings."""
   c = config_lib.base()
   c.data.name = dataset["name"]
+  c.data.update(dataset["data"])
   c.task.encoder = config_lib.model_config(family)
   learner = hparams.get("as_arch", "resnet18")
   if learner in weights.FAMILIES:
@@ -120,7 +121,7 @@ def import_checkpoint(path: str, workdir: str, *, polarity: str = "training",
           "name": name or default_name(net.family, num_tasks),
           "family": net.family, "num_tasks": num_tasks,
           "polarity": polarity, "global_step": net.global_step, "epoch": net.epoch,
-          "dataset": net.dataset["name"], "mean": list(net.mean), "std": list(net.std),
+          "dataset": net.hparams.get("dataset", "cifar10"), "mean": list(net.mean), "std": list(net.std),
           "hyper_parameters": {k: v for k, v in net.hparams.items()
                                if isinstance(v, (str, int, float, bool, type(None)))}}
   with workdir_lib.locked(workdir):

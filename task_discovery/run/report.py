@@ -15,18 +15,16 @@ from task_discovery.run import workdir as workdir_lib
 
 
 def family_entries(family: str, indices, results: dict, names=None) -> list[dict]:
-  """Per-task entries of one family from `agreement.evaluate_tasks` results (with each task's
-  name when `names` are given)."""
+  """Per-task entries of one family from `agreement.evaluate_tasks` results; with `names` (one
+  per index) each entry also has a `name`."""
   entries = []
   for row, index in enumerate(indices):
-    entries.append({
-        "family": family,
-        "index": int(index),
-        "agreement": float(results["agreement"][row]),
-        "learner_accuracy": [float(a) for a in results["accuracy"][row]],
-    })
+    entry = {"family": family, "index": int(index)}
     if names is not None:
-      entries[-1]["name"] = str(names[row])
+      entry["name"] = str(names[row])
+    entry.update(agreement=float(results["agreement"][row]),
+                 learner_accuracy=[float(a) for a in results["accuracy"][row]])
+    entries.append(entry)
   return entries
 
 
