@@ -31,8 +31,14 @@ def _run(config_arg, workdir, *overrides, num_mock=NUM_MOCK_IMAGES):
       return run_main(argv, patch)
 
 
+# What differs between datasets is the data; the smoke configs' ResNet learners are the CIFAR-10
+# smoke's (tests/test_cifar_smoke.py). Small MLP learners keep these tests to seconds.
+MLP_LEARNERS = ("--config.learner.name=mlp", "--config.learner.mlp_widths=(16,)")
+
+
 def _agreement(config_arg, workdir, *overrides, num_mock=NUM_MOCK_IMAGES):
-  return _run(config_arg, workdir, "--config.job=agreement", *overrides, num_mock=num_mock)
+  return _run(config_arg, workdir, "--config.job=agreement", *MLP_LEARNERS, *overrides,
+              num_mock=num_mock)
 
 
 def _report(workdir):
@@ -92,7 +98,9 @@ def test_celeb_a_adversarial_smoke_targets_blond_hair(tmp_path):
   # classes, whatever the mock faces.
   workdir = str(tmp_path / "adversarial")
   config = _run("celeb_a_adversarial.py:smoke", workdir,
-                "--config.adversarial.source=random_network", num_mock=NUM_MOCK_FACES)
+                "--config.adversarial.source=random_network", *MLP_LEARNERS,
+                "--config.adversarial.random_network.name=mlp",
+                "--config.adversarial.random_network.mlp_widths=(8,)", num_mock=NUM_MOCK_FACES)
   assert config.adversarial.target_tasks == (9,) and not config.adversarial.include_kway
   section = _report(workdir)["adversarial"]
   assert section["splits"]
