@@ -21,12 +21,9 @@ images follow, normalised as the original's CIFAR-10 data module does (pl_bolts'
     `TaskDiscoveryEncoder.train(False)` keeps its backbone and projector in training mode, so
     BatchNorm normalises with the statistics of the batch given (here all N images at once).
 """
-import argparse
 import contextlib
-import json
 import os
 import sys
-import warnings
 
 import numpy as np
 
@@ -72,16 +69,7 @@ def scores(torch, model, images):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('inputs')
-  parser.add_argument('outdir')
-  args = parser.parse_args()
-  peer_repo = os.path.abspath(os.environ['PEER_REPO'])
-  outdir = os.path.abspath(args.outdir)
-  data = np.load(args.inputs)
-  settings = json.loads(str(data['settings']))
-  warnings.filterwarnings('ignore')
+  data, settings, outdir, peer_repo = peer_oracle.command_line(__doc__, 'outdir')
   with contextlib.redirect_stdout(sys.stderr):  # the original prints its modules
     import torch
     import pytorch_lightning as pl

@@ -181,17 +181,23 @@ def one_setting(torch, peer_repo, settings, nsteps):
   return out
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__,
+def command_line(doc, output):
+  """`(inputs, settings, output path, peer repo)` of a script run as `SCRIPT IN.npz OUTPUT`:
+  the arrays of IN.npz, its JSON `settings`, OUTPUT made absolute (the original is imported from
+  `PEER_REPO`, its checkout, which `enter_checkout` makes the working directory)."""
+  parser = argparse.ArgumentParser(description=doc,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('inputs')
-  parser.add_argument('outputs')
+  parser.add_argument(output)
   args = parser.parse_args()
-  peer_repo = os.path.abspath(os.environ['PEER_REPO'])
-  args.outputs = os.path.abspath(args.outputs)
   data = np.load(args.inputs)
-  settings = json.loads(str(data['settings']))
   warnings.filterwarnings('ignore')
+  return (data, json.loads(str(data['settings'])), os.path.abspath(getattr(args, output)),
+          os.path.abspath(os.environ['PEER_REPO']))
+
+
+def main():
+  data, settings, outputs, peer_repo = command_line(__doc__, 'outputs')
   with contextlib.redirect_stdout(sys.stderr):  # the original prints its modules
     import torch
     torch.set_num_threads(settings.get('threads', 2))
@@ -210,7 +216,7 @@ def main():
       out.update({f'T{nsteps}/{k}': v for k, v in result.items()})
       print(f'[oracle] {settings["family"]} T={nsteps} {settings["dtype"]}: '
             f'loss={float(result["loss"]):.6f}', file=sys.stderr, flush=True)
-  np.savez(args.outputs, **out)
+  np.savez(outputs, **out)
 
 
 if __name__ == '__main__':
