@@ -79,6 +79,9 @@ def base() -> ml_collections.ConfigDict:
       `*.conv_impl`: how the same math is computed (memory, speed); results differ by rounding.
     * BatchNorm keeps the biased batch variance as its running variance (PyTorch: unbiased);
       see `models`.
+    * `eval.reshuffle` = True draws a new batch order every epoch, as the original's
+      `check_as.py`; its `train-2net.py` with `as-eval-default.yaml` (`shuffle: False`) keeps
+      one order for all epochs: `eval.reshuffle=False` (benchmarks/peer_eval_parity.py).
   Config files under `configs/` change what their dataset and machine need; each says why.
   """
   c = ml_collections.ConfigDict()
@@ -189,6 +192,10 @@ def base() -> ml_collections.ConfigDict:
       learning_rate=1e-3,
       batch_size=512,
       num_epochs=100,
+      # True: a fresh order of the training part every epoch (the original's check_as.py);
+      # False: one seeded order for every epoch (its train-2net.py with as-eval-default.yaml,
+      # shuffle: False). Either way the remainder below a full batch is dropped.
+      reshuffle=True,
       tasks_per_chunk=4,               # tasks trained together in one compiled computation
       predict_batch_size=1024,
       # human-labelled tasks (data/tasks.py): evenly spaced over the listed class splits (126

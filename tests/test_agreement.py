@@ -241,6 +241,25 @@ def test_evaluate_tasks_per_task_indices(toy_model, toy_images, toy_labels, shar
     np.testing.assert_allclose(mixed[name][-1:], alone[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+def test_evaluate_tasks_without_reshuffle_replays_one_order(toy_model, toy_images, toy_labels,
+                                                            shared_run):
+  """eval.reshuffle=False (the original's train-2net.py, shuffle: False): every epoch takes the
+  batches in epoch 0's order, so the result is a manual run that passes epoch 0's data key to
+  every epoch; the default draws a new order every epoch, and 3 epochs then differ."""
+  config = eval_config(tasks_per_chunk=3, reshuffle=False)
+  fixed = evaluate(toy_model, toy_images, toy_labels, config)
+  optimizer = optimizers.make_optimizer('adam', learning_rate=config.learning_rate)
+  train_epoch = agreement.make_train_epoch(toy_model, optimizer, batch_size=BATCH_SIZE)
+  keys = jax.vmap(lambda k: jax.random.split(k, 2))(toy_task_keys(len(toy_labels)))
+  epoch0 = jax.random.fold_in(jax.random.key(0), 0)  # `evaluate`'s key, epoch 0
+  state = agreement.init_learners(toy_model, optimizer, keys)
+  images, labels = jnp.asarray(toy_images), jnp.asarray(toy_labels)
+  for _ in range(config.num_epochs):
+    state, loss = train_epoch(state, images, labels, jnp.arange(NUM_TRAIN), epoch0)
+  np.testing.assert_allclose(fixed['train_loss'], loss, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(fixed['train_loss'], shared_run['train_loss'], rtol=1e-3)
+
+
 def test_evaluate_tasks_batch_larger_than_training_set(toy_model, toy_images, toy_labels):
   with pytest.raises(ValueError, match='batch_size'):
     evaluate(toy_model, toy_images, toy_labels, eval_config(batch_size=NUM_TRAIN + 1))

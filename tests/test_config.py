@@ -41,7 +41,7 @@ def test_base_validates_and_has_original_defaults():
 def test_eval_section_has_the_fields_evaluate_tasks_reads():
   e = config_lib.base().eval
   for field in ('num_learners', 'optimizer', 'learning_rate', 'batch_size', 'num_epochs',
-                'tasks_per_chunk', 'predict_batch_size'):
+                'tasks_per_chunk', 'predict_batch_size', 'reshuffle'):
     assert field in e, field
 
 

@@ -147,8 +147,10 @@ def evaluate_tasks(model: models.Model, images: np.ndarray, labels: np.ndarray, 
     train_idx: `[n]` training indices shared by all tasks, or `[T, n]` one set per task.
     heldout_idx: `[m]` held-out indices shared by all tasks, or `[T, m]`.
     config: the `eval` config section: num_learners, optimizer, learning_rate, batch_size,
-      num_epochs, tasks_per_chunk, predict_batch_size.
-    key: data-order key (batches are identical across learners and tasks).
+      num_epochs, tasks_per_chunk, predict_batch_size and optionally reshuffle (default True:
+      a new batch order every epoch; False: epoch 0's order every epoch).
+    key: data-order key (batches are identical across learners and tasks); epoch e's order
+      comes from `fold_in(key, e)` (`fold_in(key, 0)` for every epoch without reshuffle).
     task_keys: `[T]` keys for the learners' initialisation; by default `fold_in(key, t)`.
     name: label for progress logs.
     mesh: if given, each chunk of tasks is split over the mesh's `data` axis (the chunk size is
@@ -174,6 +176,8 @@ def evaluate_tasks(model: models.Model, images: np.ndarray, labels: np.ndarray, 
   train_epoch = make_train_epoch(model, optimizer, batch_size=config.batch_size)
   predict = make_predict(model, batch_size=config.predict_batch_size)
   chunk = max(1, min(int(config.tasks_per_chunk), num_tasks))
+  # False: every epoch replays epoch 0's order (the original's train-2net.py, shuffle: False).
+  reshuffle = bool(getattr(config, "reshuffle", True))
   init = functools.partial(init_learners, model, optimizer)
   if mesh is None:
     put_tasks = put_shared = lambda x: jnp.asarray(x)
@@ -204,7 +208,7 @@ def evaluate_tasks(model: models.Model, images: np.ndarray, labels: np.ndarray, 
     state = init(put_tasks(learner_keys))
     for epoch in range(config.num_epochs):
       state, loss = train_epoch(state, images, chunk_labels, chunk_train,
-                                jax.random.fold_in(key, epoch))
+                                jax.random.fold_in(key, epoch if reshuffle else 0))
       bar.update(sl.start * config.num_epochs + size * (epoch + 1),
                  f"loss {float(sharding.to_host(loss).mean()):.4f}")
     preds, targets = _heldout_predictions(predict, state, images, chunk_labels, chunk_heldout)
