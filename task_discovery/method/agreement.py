@@ -134,6 +134,16 @@ def _heldout_predictions(predict: Callable, state: LearnerState, images, chunk_l
   return preds, targets
 
 
+def _raw_task_keys(key: jax.Array, task_keys: jax.Array | None, num_tasks: int) -> np.ndarray:
+  """`[T]` learner keys (by default `fold_in(key, t)`) as raw key data: chunks are padded and
+  placed on devices as numpy arrays."""
+  if task_keys is None:
+    task_keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(jnp.arange(num_tasks))
+  if not jnp.issubdtype(task_keys.dtype, jax.dtypes.prng_key):
+    task_keys = keys_lib.wrap(task_keys)
+  return np.asarray(jax.random.key_data(task_keys))
+
+
 def evaluate_tasks(model: models.Model, images: np.ndarray, labels: np.ndarray, *,
                    train_idx: np.ndarray, heldout_idx: np.ndarray, config, key: jax.Array,
                    task_keys: jax.Array | None = None, name: str = "tasks",
@@ -162,12 +172,7 @@ def evaluate_tasks(model: models.Model, images: np.ndarray, labels: np.ndarray, 
   """
   labels = np.asarray(labels, np.int32)
   num_tasks = labels.shape[0]
-  if task_keys is None:
-    task_keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(jnp.arange(num_tasks))
-  if not jnp.issubdtype(task_keys.dtype, jax.dtypes.prng_key):
-    task_keys = keys_lib.wrap(task_keys)
-  # Raw key data from here: chunks are padded and placed on devices as numpy arrays.
-  task_keys = np.asarray(jax.random.key_data(task_keys))
+  task_keys = _raw_task_keys(key, task_keys, num_tasks)
   optimizer = optimizers.make_optimizer(
       config.optimizer, learning_rate=config.learning_rate)
   n_train = np.shape(train_idx)[-1]
