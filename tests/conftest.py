@@ -46,3 +46,16 @@ def pytest_itemcollected(item):
   # (the notebook's `executed` on `workdirs`) then always land on one worker.
   if any(name in SHARED_FIXTURES for name in getattr(item, "fixturenames", ())):
     item.add_marker(pytest.mark.xdist_group(item.module.__name__))  # inert without xdist
+
+
+# The longest tests (tens of seconds each, most of it compiling) start first: with two workers,
+# one of them left at the end would otherwise run alone while the other waits (xdist hands out
+# tests in collection order). Prefixes of node ids; a name that no longer exists changes nothing.
+LONGEST_FIRST = ("tests/test_cifar_smoke.py", "tests/test_discovery.py::test_fashion_mnist_cnn",
+                 "tests/test_sharding.py::test_two_processes", "tests/test_experiments.py",
+                 "tests/test_estimators.py::test_pes_over_windows", "tests/test_notebook.py")
+
+
+def pytest_collection_modifyitems(items):
+  first = lambda item: not any(item.nodeid.startswith(p) for p in LONGEST_FIRST)
+  items.sort(key=first)  # stable: the order within each part is kept
