@@ -227,14 +227,8 @@ def _read_source(name: str, source: str, data_dir: str, split: str, rng: np.rand
   elif source == 'directory':
     if name != 'tiny_imagenet':
       raise ValueError(f"source='directory' reads 'tiny_imagenet', not {name!r}.")
-    chosen = []  # the subset the reader picks, in the directory's sorted order
-
-    def pick(n):
-      chosen.append(subset_indices(rng, n, num_images))
-      return chosen[-1]
-
-    raw, labels, class_names = tiny_imagenet.load(data_dir, split, pick, image_size)
-    keep = chosen[-1]
+    raw, labels, class_names, keep = tiny_imagenet.load(
+        data_dir, split, lambda n: subset_indices(rng, n, num_images), image_size)
   else:
     raise ValueError("data.source must be 'auto', 'sklearn', 'idx', 'tfds' or 'directory', got "
                      f'{source!r}.')

@@ -133,9 +133,10 @@ def read_image(path: str, image_size: int) -> np.ndarray:
 
 
 def load(data_dir: str, split: str, select: Callable[[int], np.ndarray],
-         image_size: int) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-  """`(images [N, S, S, 3] uint8, labels [N] int32, class_names)` of the images of a split that
-  `select(number of images)` picks (sorted indices: `datasets.subset_indices`)."""
+         image_size: int) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], np.ndarray]:
+  """`(images [N, S, S, 3] uint8, labels [N] int32, class_names, picked)` of the images of a
+  split that `select(number of images)` picks (sorted indices: `datasets.subset_indices`);
+  `picked` are those indices, the images' positions in the split's (class, file) order."""
   root = find_root(data_dir)
   paths, labels, wnids = list_images(root, split)
   keep = select(len(paths))
@@ -144,4 +145,4 @@ def load(data_dir: str, split: str, select: Callable[[int], np.ndarray],
   if len(shapes) > 1:
     raise ValueError(f"TinyImageNet images in {root} have different shapes {sorted(shapes)}: "
                      "set data.image_size (64 = as released)")
-  return np.stack(images), labels[keep], _class_names(root, wnids)
+  return np.stack(images), labels[keep], _class_names(root, wnids), keep

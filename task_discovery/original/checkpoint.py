@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
 
 import numpy as np
 
 from task_discovery.original import weights
 
-# What the original's data modules feed its networks: (input shape HWC, per-channel mean and
-# std of the normalisation after scaling to [0, 1]).
+# The normalisation the original's data modules apply to images in [0, 1].
 CIFAR10_MEAN = tuple(x / 255.0 for x in (125.3, 123.0, 113.9))  # pl_bolts' cifar10_normalization
 CIFAR10_STD = tuple(x / 255.0 for x in (63.0, 62.1, 66.7))
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # its tiny_imagenet.py
@@ -93,14 +91,6 @@ def load_file(path: str) -> dict:
   return raw
 
 
-def _numpy(tree: Any) -> Any:
-  if hasattr(tree, "detach"):
-    return tree.detach().cpu().numpy()
-  if isinstance(tree, dict):
-    return {k: _numpy(v) for k, v in tree.items()}
-  return tree
-
-
 def _check_kind(path: str, raw: dict) -> tuple[dict, dict]:
   state = raw.get("state_dict")
   if state is None:
@@ -136,7 +126,9 @@ def read(path: str) -> OriginalTaskNetwork:
   """
   raw = load_file(path)
   state, hparams = _check_kind(path, raw)
-  state = _numpy(dict(state))
+  # Only the task network: the learners under `agreement_loss.` are not converted.
+  state = {k: v.detach().cpu().numpy() for k, v in state.items()
+           if k.startswith("encoder.") or k in ("linear_tasks", "linear_tasks_bias")}
   family = hparams.get("arch")
   if family not in weights.FAMILIES:
     raise OriginalCheckpointError(
@@ -169,7 +161,7 @@ def read(path: str) -> OriginalTaskNetwork:
     mean, std = (CIFAR10_MEAN, CIFAR10_STD) if normalize else ((0.0,) * 3, (1.0,) * 3)
   else:
     mean, std = IMAGENET_MEAN, IMAGENET_STD
-  encoder_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+  encoder_state = {k[len("encoder."):]: v for k, v in state.items()}
   h, w, c = dataset["input_shape"]
   try:
     variables = weights.torch_to_flax(encoder_state, family, "encoder", image_chw=(c, h, w))

@@ -64,30 +64,34 @@ def _state(net: original.OriginalTaskNetwork, config, polarity: str) -> meta.Met
   """The workdir's state: the checkpoint's encoder and directions in a state of this library's
   layout (outer optimiser and learners as a new run of the same config starts them)."""
   encoder, learner = models.build_models(config, net.dataset["input_shape"])
-  # One compiled program: run op by op, the initialisers would compile a hundred small ones.
-  state = jax.jit(meta.make_meta_step(encoder, learner, config).init)(keys.root(config.seed))
+  init = meta.make_meta_step(encoder, learner, config).init
+  root = keys.root(config.seed)
+  abstract = jax.eval_shape(init, root)
   imported = {"params": net.variables["params"], "batch_stats": net.variables["batch_stats"]}
   for part in ("params", "batch_stats"):
-    expected = jax.tree_util.tree_structure(getattr(state, part))
-    if jax.tree_util.tree_structure(imported[part]) != expected:
+    if jax.tree_util.tree_structure(imported[part]) != jax.tree_util.tree_structure(
+        getattr(abstract, part)):
       raise original.OriginalCheckpointError(
-          f"the checkpoint's {family_name(net)} encoder does not have this library's layers")
+          f"the checkpoint's {net.family} encoder (d = {net.linear_tasks.shape[0]}) does not "
+          "have this library's layers")
     for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(imported[part])[0],
-                            jax.tree.leaves(getattr(state, part))):
+                            jax.tree.leaves(getattr(abstract, part))):
       if a.shape != b.shape:
         raise original.OriginalCheckpointError(
             f"{part}{jax.tree_util.keystr(path)}: shape {a.shape} in the checkpoint, "
             f"{b.shape} in this library's {net.family} at input {net.dataset['input_shape']}")
+
+  def imported_state(root, params, batch_stats, directions):
+    # One compiled program (op by op, the initialisers would compile a hundred small ones); the
+    # encoder's random initialisation it replaces is dead code there, and XLA drops it.
+    return init(root)._replace(params=params, batch_stats=batch_stats, directions=directions)
+
   as_jax = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), tree)
   directions = weights.directions_from_original(net.linear_tasks, polarity)
-  return state._replace(step=jnp.asarray(net.global_step, jnp.int32),
-                        params=as_jax(imported["params"]),
-                        batch_stats=as_jax(imported["batch_stats"]),
-                        directions=jnp.asarray(directions, jnp.float32))
-
-
-def family_name(net: original.OriginalTaskNetwork) -> str:
-  return f"{net.family} (d = {net.linear_tasks.shape[0]})"
+  state = jax.jit(imported_state)(root, as_jax(imported["params"]),
+                                  as_jax(imported["batch_stats"]),
+                                  jnp.asarray(directions, jnp.float32))
+  return state._replace(step=jnp.asarray(net.global_step, jnp.int32))
 
 
 def default_name(family: str, num_tasks: int) -> str:

@@ -32,7 +32,8 @@ sees the flattened image, has its input features reordered from (C, H, W) to (H,
 
 What the original has and this library does not (dropped on the way in; not produced on the
 way out, so load the result with `strict=False`): `num_batches_tracked`, the encoder's unused
-backbone heads (`backbone.fc5`, trainable but unused; `backbone.linear`, frozen), the zero bias
+backbone heads (`backbone.fc5`, trainable but unused; `backbone.linear`, frozen;
+`backbone.mlp_head`, the ViT's), the zero bias
 of `projector.1` (checked to be zero; written as zeros on the way out) and `classifier.weight`
 (the task head that `set_task` overwrites: the directions are separate, see
 `directions_from_original`).
