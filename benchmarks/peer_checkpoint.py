@@ -7,7 +7,7 @@ original's code is imported at run time from the checkout named by `PEER_REPO`.
 
     PEER_REPO=<TaskDiscovery checkout> python peer_checkpoint.py IN.npz OUTDIR
 
-IN.npz: `settings` (a JSON string: families, h_dim, steps, seed), `images` `[N, 32, 32, 3]` in
+IN.npz: `settings` (a JSON string: families, h_dim, steps, seed, label_batch), `images` `[N, 32, 32, 3]` in
 [0, 1] (NHWC, as this project takes them) and `train` `[T, B, 3, 32, 32]` (the batches of the
 meta-steps). For each family the original's `ASUniformityTraining` (`arch` = that family, MLP
 learners) is built as `peer_oracle.py` builds it and trained for `steps` meta-steps by
@@ -17,9 +17,11 @@ images follow, normalised as the original's CIFAR-10 data module does (pl_bolts'
 `cifar10_normalization`), in `OUTDIR/scores_<family>.npz`:
   * `eval_mode`: `<w_j, h(x)>` `[N, n]` with every module of the encoder in eval mode (BatchNorm
     on its running statistics);
-  * `notebook`: the same after `model.eval()`, as the original's notebook labels its tasks:
-    `TaskDiscoveryEncoder.train(False)` keeps its backbone and projector in training mode, so
-    BatchNorm normalises with the statistics of the batch given (here all N images at once).
+  * `batch_mode`: the same after `model.eval()`, as the original labels every image (its
+    notebooks, and train-2net.py's `CIFAREmbeddingClassificationTask.forward`, which calls
+    `self.encoder.eval()`): `TaskDiscoveryEncoder.train(False)` keeps its backbone and projector
+    in training mode, so BatchNorm normalises with the statistics of the batch given. The
+    images go in consecutive batches of `label_batch` (512: its evaluation's batches).
 """
 import contextlib
 import os
@@ -53,7 +55,7 @@ def train_and_save(torch, pl, peer_repo, settings, family, path):
   return model
 
 
-def scores(torch, model, images):
+def scores(torch, model, images, label_batch):
   x = torch.from_numpy(images).permute(0, 3, 1, 2).float().contiguous()
   mean = torch.tensor(CIFAR10_MEAN)[None, :, None, None]
   std = torch.tensor(CIFAR10_STD)[None, :, None, None]
@@ -63,8 +65,10 @@ def scores(torch, model, images):
     for m in model.encoder.modules():  # every module, past the encoder's train() override
       m.training = False
     out['eval_mode'] = model.logits_all_tasks(x).numpy()
-    model.eval()  # as the original's notebook: BatchNorm stays in training mode
-    out['notebook'] = model.logits_all_tasks(x).numpy()
+    model.eval()  # as the original labels: BatchNorm stays in training mode
+    out['batch_mode'] = np.concatenate([
+        model.logits_all_tasks(x[i:i + label_batch]).numpy()
+        for i in range(0, len(x), label_batch)])
   return out
 
 
@@ -80,7 +84,8 @@ def main():
     for family in settings['families']:
       path = os.path.join(outdir, f'checkpoint_{family}.ckpt')
       model = train_and_save(torch, pl, peer_repo, settings, family, path)
-      np.savez(os.path.join(outdir, f'scores_{family}.npz'), **scores(torch, model, data['images']))
+      np.savez(os.path.join(outdir, f'scores_{family}.npz'), **scores(torch, model, data['images'],
+                                                              settings['label_batch']))
       print(f'[original] {family}: {path}', file=sys.stderr, flush=True)
 
 

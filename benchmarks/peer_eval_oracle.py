@@ -7,8 +7,9 @@ copied here.
 
     PEER_REPO=<TaskDiscovery checkout> python peer_eval_oracle.py IN.npz OUT.npz
 
-IN.npz: `settings` (a JSON string: seeds, max_epochs, arch, threads), `images` `[N, 3, 32, 32]`
-float32 (normalised, NCHW), `labels` `[T, N]` 0/1 task labels, `train_idx`, `heldout_idx`.
+IN.npz: `settings` (a JSON string: seeds, max_epochs, arch, threads, and optionally
+`data_seeds`, one per seed, and `discovered`), `images` `[N, 3, 32, 32]` float32 (normalised,
+NCHW), `labels` `[T, N]` 0/1 task labels, `train_idx`, `heldout_idx`.
 
 Every task is trained as the original's `train-2net.py` trains it (its README command:
 `--config configs/as-eval/as-eval-default.yaml --task_out_type class --return_indicies`), one
@@ -20,15 +21,27 @@ random tasks) and `ClassificationAgreementScore`, then `pl.Trainer.fit` and `pl.
 The AS is the test loop's `test_acc_agreement` (argmax agreement of the two learners in eval
 mode on the held-out images; checked against the same computed over all of them at once).
 
+Discovered tasks (`settings['discovered']`: `checkpoint`, a checkpoint of the original's
+`ASUniformityTraining`, and `tasks`, the indices of its linear tasks) are the task of
+train-2net.py's `--task_type emb --emb_lin_task learned --task_idx i`: a
+`CIFAREmbeddingClassificationTask` with the checkpoint's backbone and projector and the
+classifier `task_temp * [w_i, -w_i]` (what its `set_task(i)` writes), `out_type` 'class'. It labels
+every batch the loaders serve as it comes, in its `forward` after `self.encoder.eval()`, which
+leaves BatchNorm on the batch's statistics; they follow the 'table' tasks in the outputs.
+
 CIFAR-10 is replaced by the given images: the data module (`datautils`, which needs torchvision
 and pl_bolts) is a stand-in that serves them as the original's loaders would with these
 settings: training batches of `(images, class labels, indices)` in one fixed seeded order
-(`shuffle` False; the original's order is its `random_split`'s, seed `data_seed` 42) or a new
-order per epoch from the global torch generator (`shuffle` True), the last partial batch
-dropped (datautils' `drop_last` default), held-out batches of 512 in order; workers 0.
+(`shuffle` False; the original's order is its `random_split`'s, from its `--data_seed`: 42
+unless `data_seeds` gives one per seed) or a new order per epoch from the global torch
+generator (`shuffle` True), the last partial batch dropped (datautils' `drop_last` default),
+held-out batches of 512 in order; workers 0.
 
-OUT.npz: `agreement` `[S, T]`, `accuracy` `[S, T, 2]` (each learner's held-out accuracy),
-`seconds` `[S, T]` (per task: building the module, fit and test; imports excluded).
+OUT.npz: `agreement` `[S, T + D]`, `accuracy` `[S, T + D, 2]` (each learner's held-out
+accuracy), `seconds` `[S, T + D]` (per task: building the module, fit and test; imports
+excluded), `labels` `[S, T + D, N]` (each task's labels of the images in its training and test
+batches, labelled batch by batch as served; -1 elsewhere; after the timing), `train_order`
+`[S, n]` (the images of the training batches in the order served).
 """
 import argparse
 import contextlib
@@ -74,7 +87,7 @@ def hparams(peer_repo, **overrides):
   return hp
 
 
-def make_data_module(torch, images, train_idx, heldout_idx):
+def make_data_module(torch, images, train_idx, heldout_idx, data_seed=DATA_SEED):
   """The stand-in for `datautils.MyCIFAR10DataModule` (module docstring)."""
   from torch.utils.data import DataLoader, TensorDataset
 
@@ -83,7 +96,7 @@ def make_data_module(torch, images, train_idx, heldout_idx):
   zeros = torch.zeros(len(images), dtype=torch.long)  # class labels: a 'table' task ignores them
   # random_split's order: a permutation of the training part from the data seed.
   order = torch.as_tensor(train_idx)[torch.randperm(
-      len(train_idx), generator=torch.Generator().manual_seed(DATA_SEED))]
+      len(train_idx), generator=torch.Generator().manual_seed(data_seed))]
   held = torch.as_tensor(heldout_idx)
 
   class Data:  # its loaders go to fit / test as such (PL 1.5's data-module hooks fail on 3.11)
@@ -108,18 +121,52 @@ def make_data_module(torch, images, train_idx, heldout_idx):
   return Data
 
 
-def train_task(torch, peer_repo, data_cls, labels, heldout_idx, images, seed, settings):
-  """One task, one seed, as `train-2net.py`: (AS, [acc_0, acc_1])."""
+def table_task(torch, labels):
+  """A task given by its labels, looked up by image index (its random tasks' kind)."""
+  from models.tasks import CIFARClassificationTask
+  task = CIFARClassificationTask(task_type='table', n_classes=2)
+  task.lookup_table = torch.nn.Parameter(torch.as_tensor(labels).long(), requires_grad=False)
+  return task
+
+
+def embedding_task(torch, discovered, index):
+  """Linear task `index` of an `ASUniformityTraining` checkpoint, built as train-2net.py builds it
+  after `load_from_checkpoint` (module docstring; the checkpoint's tensors are read directly, so
+  no data module is needed)."""
+  from models.tasks import CIFAREmbeddingClassificationTask
+  ckpt = torch.load(discovered['checkpoint'], map_location='cpu', weights_only=True)
+  hp, state = ckpt['hyper_parameters'], ckpt['state_dict']
+  task = CIFAREmbeddingClassificationTask(h_dim=hp['h_dim'], in_dim=(3, 32, 32),
+                                          out_type='class', arch=hp['arch'], n_classes=2)
+  for part in ('backbone', 'projector'):
+    prefix = f'encoder.{part}.'
+    getattr(task.encoder, part).load_state_dict(
+        {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+  w = state['linear_tasks'][index]
+  with torch.no_grad():
+    task.encoder.classifier.weight.copy_(hp['task_temp'] * torch.stack([w, -w]))
+  return task
+
+
+def task_labels(torch, task, images, idx, batch_size):
+  """The labels the task gives `images[idx]` served in batches of `batch_size`, as the test loop
+  computes them."""
+  with torch.no_grad():
+    return torch.cat([task(torch.from_numpy(images[b]), None, torch.as_tensor(b))
+                      for b in (idx[i:i + batch_size] for i in range(0, len(idx), batch_size))])
+
+
+def train_task(torch, peer_repo, data_cls, task_fn, heldout_idx, images, seed, settings):
+  """One task, one seed, as `train-2net.py`: (AS, [acc_0, acc_1], labels [N]: the task's labels
+  of the images its training and test batches hold, -1 for the others)."""
   import pytorch_lightning as pl
   import utils as peer_utils
   from models.agreement_score import ClassificationAgreementScore
   from models.supervised import TwoSupervisedModels
-  from models.tasks import CIFARClassificationTask
   hp = hparams(peer_repo, seed=seed, arch=settings['arch'], max_epochs=settings['max_epochs'])
   peer_utils.set_seeds(seed)
   data = data_cls(**hp)
-  task = CIFARClassificationTask(task_type='table', n_classes=2)
-  task.lookup_table = torch.nn.Parameter(torch.as_tensor(labels).long(), requires_grad=False)
+  task = task_fn()
   for p in task.parameters():
     p.requires_grad = False
   task.eval()
@@ -138,11 +185,17 @@ def train_task(torch, peer_repo, data_cls, labels, heldout_idx, images, seed, se
   with torch.no_grad():  # the same over all held-out images at once (test() averages batches)
     x = torch.from_numpy(images[heldout_idx])
     p0, p1 = (m.eval()(x).argmax(1) for m in model.models)
-  y = torch.as_tensor(labels[heldout_idx]).long()
+  y = task_labels(torch, task, images, heldout_idx, hp['batch_size'])
   agreement = float((p0 == p1).float().mean())
   if abs(agreement - result['test_acc_agreement']) > 1e-6:
     raise RuntimeError(f"test loop's AS {result['test_acc_agreement']} != {agreement}")
-  return agreement, [float((p == y).float().mean()) for p in (p0, p1)]
+  seen = np.full(len(images), -1, np.int64)
+  order = []
+  for x, _, idx in data.train_dataloader():  # the training batches as fit() saw them
+    seen[idx.numpy()] = task_labels(torch, task, images, idx.numpy(), len(idx)).numpy()
+    order.append(idx.numpy())
+  seen[heldout_idx] = y.numpy()
+  return agreement, [float((p == y).float().mean()) for p in (p0, p1)], seen, np.concatenate(order)
 
 
 def main():
@@ -155,19 +208,28 @@ def main():
     peer_oracle.enter_checkout(peer_repo, ([], []))
     import logging
     logging.getLogger('pytorch_lightning').setLevel(logging.ERROR)
-    data_cls = make_data_module(torch, images, train_idx, heldout_idx)
-    sys.modules['datautils'].MyCIFAR10DataModule = data_cls
-    shape = (len(settings['seeds']), len(labels))
+    discovered = settings.get('discovered') or {'tasks': []}
+    task_fns = ([lambda t=t: table_task(torch, labels[t]) for t in range(len(labels))] +
+                [lambda i=i: embedding_task(torch, discovered, i) for i in discovered['tasks']])
+    data_seeds = settings.get('data_seeds') or [DATA_SEED] * len(settings['seeds'])
+    shape = (len(settings['seeds']), len(task_fns))
     out = dict(agreement=np.zeros(shape), accuracy=np.zeros(shape + (2,)),
-               seconds=np.zeros(shape))
-    for s, seed in enumerate(settings['seeds']):
-      for t in range(len(labels)):
+               seconds=np.zeros(shape), labels=np.zeros(shape + (len(images),), np.int64),
+               train_order=[])
+    for s, (seed, data_seed) in enumerate(zip(settings['seeds'], data_seeds)):
+      data_cls = make_data_module(torch, images, train_idx, heldout_idx, data_seed)
+      sys.modules['datautils'].MyCIFAR10DataModule = data_cls
+      out['train_order'].append(None)
+      for t, task_fn in enumerate(task_fns):
         t0 = time.perf_counter()
-        out['agreement'][s, t], out['accuracy'][s, t] = train_task(
-            torch, peer_repo, data_cls, labels[t], heldout_idx, images, seed, settings)
+        (out['agreement'][s, t], out['accuracy'][s, t], out['labels'][s, t],
+         order) = train_task(torch, peer_repo, data_cls, task_fn, heldout_idx, images, seed,
+                             settings)
         out['seconds'][s, t] = time.perf_counter() - t0
-        print(f'[oracle] seed {seed} task {t}: AS {out["agreement"][s, t]:.4f} '
-              f'({out["seconds"][s, t]:.1f} s)', file=sys.stderr, flush=True)
+        out['train_order'][s] = order
+        print(f'[oracle] seed {seed} (data seed {data_seed}) task {t}: AS '
+              f'{out["agreement"][s, t]:.4f} ({out["seconds"][s, t]:.1f} s)', file=sys.stderr,
+              flush=True)
   np.savez(outputs, **out)
 
 

@@ -13,7 +13,14 @@ __version__ = "0.1.0"
 _jax.config.update("jax_threefry_partitionable", True)
 
 
-def load(workdir: str, step: int | None = None):
-  """The task network of a discovery workdir (see `loader.TaskNetwork`)."""
+def load(workdir: str, step: int | None = None, *, batch_norm: str | None = None):
+  """The task network of a discovery workdir (see `loader.load` and `loader.TaskNetwork`).
+
+  Args:
+    workdir: a discovery run's workdir, or one written by `task_discovery.import_original`.
+    step: the checkpoint step; default the latest.
+    batch_norm: "running" (BatchNorm's running statistics) or "batch" (each labelled batch's
+      own, as the original labels images); default what the workdir records.
+  """
   from task_discovery import loader  # imported lazily: keeps `import task_discovery` light
-  return loader.load(workdir, step)
+  return loader.load(workdir, step, batch_norm=batch_norm)

@@ -16,6 +16,7 @@ import sys
 
 from absl import logging
 
+from task_discovery.models import task_network
 from task_discovery.original import checkpoint as original
 from task_discovery.original import importer
 from task_discovery.original import weights
@@ -34,6 +35,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                       help="'training' (default): class 1 is the class the original trained as "
                       "class 1 (<w_j, h> < 0); 'csv': class 1 iff <w_j, h> > 0, as the "
                       "original's discovered.csv and notebooks")
+  parser.add_argument("--batch_norm", default="batch", choices=task_network.BATCH_NORM_MODES,
+                      help="how the tasks label images: 'batch' (default), BatchNorm on the "
+                      "statistics of each batch of 512 images, as the original labels every "
+                      "image; 'running', true eval mode (docs/original.md#batchnorm)")
   parser.add_argument("--name", default=None,
                       help="the tasks are named NAME-0, NAME-1, ... as in the original's "
                       "discovered.csv and agreement_table.csv; default: the encoder family, "
@@ -46,14 +51,14 @@ def main(argv: list[str] | None = None) -> int:
   logging.set_verbosity(logging.WARNING)  # orbax logs every internal step at INFO
   try:
     info = importer.import_checkpoint(args.checkpoint, args.workdir, polarity=args.polarity,
-                                      name=args.name)
+                                      name=args.name, batch_norm=args.batch_norm)
   except (original.OriginalCheckpointError, FileExistsError, FileNotFoundError,
           ImportError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   print(f"imported {info['family']} task network, d = {info['num_tasks']} (tasks "
         f"{info['name']}-0..{info['num_tasks'] - 1}), meta-step {info['global_step']}, polarity "
-        f"'{info['polarity']}' into {args.workdir}\n"
+        f"'{info['polarity']}', BatchNorm on {info['batch_norm']} statistics, into {args.workdir}\n"
         f"in Python: task_discovery.load({args.workdir!r})(images)  # images [N, H, W, C] in "
         "[0, 1]\n"
         f"evaluate: python -m task_discovery.main --config=configs/cifar.py --workdir=RUN "

@@ -29,8 +29,14 @@ class TaskNetwork:
   """A trained task network, usable without flags, datasets or training code.
 
   Call it on images scaled to [0, 1] (as `Dataset.raw_images()`; uint8 is divided by 255)
-  with shape `[N, H, W, C]` to get hard labels `[N, d]` of the d discovered tasks. It labels
-  images as the discovery run exported them (`task_network.make_labeler`).
+  with shape `[N, H, W, C]` to get hard labels `[N, d]` of the d discovered tasks
+  (`task_network.make_labeler`).
+
+  `batch_norm` says how the encoder's BatchNorm normalises: "running" (eval mode, how a
+  discovery run of this library exports its tasks) or "batch" (each batch of `batch_size`
+  consecutive images with its own statistics, how the original labels images; an imported
+  checkpoint's default). With "batch" a label depends on the images it is labelled with: the
+  same images in the same order and batches give the same labels (docs/original.md).
   """
   config: ml_collections.ConfigDict
   step: int
@@ -41,6 +47,7 @@ class TaskNetwork:
   std: np.ndarray
   input_shape: tuple
   encoder: models.Model
+  batch_norm: str = "running"
 
   @property
   def num_tasks(self) -> int:
@@ -59,36 +66,71 @@ class TaskNetwork:
       images = images.astype(np.float32) / 255.0
     return jnp.asarray((images - self.mean) / self.std, jnp.float32)
 
-  def embed(self, images, *, normalized: bool = False, batch_size: int = 1024) -> np.ndarray:
-    """Embeddings `h(x)` `[N, d]` (encoder in eval mode)."""
-    apply = jax.jit(lambda v, x: self.encoder.apply(v, x, False)[0])
-    variables = {"params": self.params, "batch_stats": self.batch_stats}
-    return np.asarray(models.apply_in_chunks(lambda x: apply(variables, x),
-                                             self._prepare(images, normalized),
-                                             batch_size=batch_size))
+  @property
+  def default_batch_size(self) -> int:
+    """512 (the original's evaluation batches) with BatchNorm on batch statistics, else 1024."""
+    return task_network.ORIGINAL_BATCH_SIZE if self.batch_norm == "batch" else 1024
 
-  def scores(self, images, *, normalized: bool = False, batch_size: int = 1024) -> np.ndarray:
-    """Task scores `<w_i, h(x)>` `[N, d]`; label 1 iff positive."""
-    label = task_network.make_labeler(self.encoder, batch_size=batch_size)
+  def _mode(self, batch_norm: str | None, batch_size: int | None) -> tuple[str, int]:
+    mode = task_network.check_batch_norm(batch_norm or self.batch_norm)
+    if batch_size is None:
+      batch_size = task_network.ORIGINAL_BATCH_SIZE if mode == "batch" else 1024
+    return mode, int(batch_size)
+
+  def embed(self, images, *, normalized: bool = False, batch_size: int | None = None,
+            batch_norm: str | None = None) -> np.ndarray:
+    """Embeddings `h(x)` `[N, d]`.
+
+    Args:
+      images: `[N, H, W, C]` in [0, 1] (uint8 is divided by 255), or already normalised.
+      normalized: the images are already normalised as the network was trained.
+      batch_size: images per chunk; with batch_norm "batch" each chunk is one BatchNorm batch
+        (default 512, the original's evaluation batches), else 1024 (memory only).
+      batch_norm: "running" or "batch"; default the network's own (`self.batch_norm`).
+
+    Raises:
+      ValueError: images of another shape; batch_norm "batch" on a single image.
+    """
+    mode, size = self._mode(batch_norm, batch_size)
+    embed = task_network.make_embedder(self.encoder, batch_size=size, batch_norm=mode)
+    return np.asarray(embed(self.params, self.batch_stats, self._prepare(images, normalized)))
+
+  def scores(self, images, *, normalized: bool = False, batch_size: int | None = None,
+             batch_norm: str | None = None) -> np.ndarray:
+    """Task scores `<w_i, h(x)>` `[N, d]`; label 1 iff positive. Arguments as `embed`."""
+    mode, size = self._mode(batch_norm, batch_size)
+    label = task_network.make_labeler(self.encoder, batch_size=size, batch_norm=mode)
     return np.asarray(label(self.params, self.batch_stats, self.directions,
                             self._prepare(images, normalized))).T
 
   def labels(self, images, **kwargs) -> np.ndarray:
-    """Hard labels `[N, d]` int32."""
+    """Hard labels `[N, d]` int32. Arguments as `embed`."""
     return np.asarray(task_network.hard_labels(self.scores(images, **kwargs)))
 
   __call__ = labels
 
 
-def load(workdir: str, step: int | None = None) -> TaskNetwork:
+def load(workdir: str, step: int | None = None, *, batch_norm: str | None = None) -> TaskNetwork:
   """Loads the task network of a discovery workdir (latest checkpoint unless `step`), verified
   against the checksums saved with it. Creates nothing on disk.
 
+  Args:
+    workdir: a discovery run's workdir, or one written by `task_discovery.import_original`.
+    step: the checkpoint step; default the latest.
+    batch_norm: how the network labels (`TaskNetwork`): "running" or "batch"; default what the
+      workdir records: the mode chosen at import for an imported checkpoint, else "running".
+
+  Returns:
+    the `TaskNetwork`.
+
   Raises:
+    ValueError: an unknown `batch_norm`.
     FileNotFoundError: no workdir, no checkpoint, or no such step (the message lists the steps).
     checkpoints.CheckpointCorruptError: the step is damaged (the message names the other steps
       to load).
   """
+  if batch_norm is not None:
+    task_network.check_batch_norm(batch_norm)
   directory = workdir_lib.Workdir(workdir).checkpoints
   if not os.path.isdir(directory):
     why = "no such workdir" if not os.path.exists(workdir) else "no checkpoints folder"
@@ -133,4 +175,10 @@ def load(workdir: str, step: int | None = None) -> TaskNetwork:
                      directions=jnp.asarray(restored.directions),
                      mean=np.asarray(payload["mean"], np.float32),
                      std=np.asarray(payload["std"], np.float32), input_shape=input_shape,
-                     encoder=encoder)
+                     encoder=encoder, batch_norm=batch_norm or recorded_batch_norm(payload))
+
+
+def recorded_batch_norm(payload: dict) -> str:
+  """The labelling a checkpoint's payload records: an import's choice ("running" for workdirs
+  imported before the choice existed, as they were labelled then), else "running"."""
+  return payload.get("original", {}).get("batch_norm", "running")

@@ -90,28 +90,32 @@ def _images(n=16, seed=2):
 def test_import_loads_the_checkpoints_encoder_directions_and_normalisation(tmp_path, family):
   ckpt = str(tmp_path / "checkpoint.ckpt")
   encoder, variables, w = write_checkpoint(ckpt, family, d=4)
-  info = importer.import_checkpoint(ckpt, str(tmp_path / "wd"))
+  info = importer.import_checkpoint(ckpt, str(tmp_path / "wd"), batch_norm="running")
   assert info["name"] == f"{family}_d4" and info["global_step"] == 7
   net = task_discovery.load(str(tmp_path / "wd"))
   assert net.step == 7 and net.config.task.encoder.name == family and net.num_tasks == 4
+  assert net.batch_norm == "running"
   x = _images()
-  h, _ = encoder.apply(variables, (x - MEAN) / STD, False)  # eval mode
-  expected = np.asarray(h) @ -w.T  # polarity 'training': this library's w = -w_j
-  # A layout error changes the scores by their own size; XLA's fusions move them by ~1e-4.
-  np.testing.assert_allclose(net.scores(x), expected, atol=1e-3 * np.abs(expected).max())
-  clear = np.abs(expected) > 1e-4 * np.abs(expected).max()  # labels away from the boundary
-  np.testing.assert_array_equal(net(x)[clear], (expected > 0)[clear])
+  for train, batch_norm in ((False, "running"), (True, "batch")):  # 16 images: one batch
+    h, _ = encoder.apply(variables, (x - MEAN) / STD, train)
+    expected = np.asarray(h) @ -w.T  # polarity 'training': this library's w = -w_j
+    scores = net.scores(x, batch_norm=batch_norm)
+    # A layout error changes the scores by their own size; XLA's fusions move them by ~1e-4.
+    np.testing.assert_allclose(scores, expected, atol=1e-3 * np.abs(expected).max())
+    clear = np.abs(expected) > 1e-4 * np.abs(expected).max()  # labels away from the boundary
+    np.testing.assert_array_equal((scores > 0)[clear], (expected > 0)[clear])
 
 
-def _torch_fcnet_scores(state, linear_tasks, images):
-  """The original's MLP task encoder in eval mode, written here from its description
+def _torch_fcnet_scores(state, linear_tasks, images, training=False):
+  """The original's MLP task encoder, written here from its description
   (docs/method.md#network-families): fc -> ReLU -> BatchNorm three times, fc4 -> ReLU, then the
-  projector (Linear without bias, BatchNorm without offset), scores <w_j, h>."""
+  projector (Linear without bias, BatchNorm without offset), scores <w_j, h>. BatchNorm on the
+  running statistics, or with `training` on the images' own (as the original labels)."""
   f = torch.nn.functional
-  t = {k: torch.as_tensor(v) for k, v in state.items()}
+  t = {k: torch.as_tensor(v).clone() for k, v in state.items()}  # training updates running stats
   x = torch.tensor((images - MEAN) / STD).permute(0, 3, 1, 2).reshape(len(images), -1)
   bn = lambda x, p: f.batch_norm(x, t[f"{p}.running_mean"], t[f"{p}.running_var"],
-                                 t[f"{p}.weight"], t.get(f"{p}.bias"), False, 0.0, 1e-5)
+                                 t[f"{p}.weight"], t.get(f"{p}.bias"), training, 0.1, 1e-5)
   for i in (1, 2, 3):
     x = bn(f.relu(f.linear(x, t[f"backbone.fc{i}.weight"], t[f"backbone.fc{i}.bias"])),
            f"backbone.bn{i}")
@@ -124,13 +128,34 @@ def test_mlp_labels_match_a_torch_forward_in_both_polarities(tmp_path):
   ckpt = str(tmp_path / "checkpoint_mlp.ckpt")
   _, variables, w = write_checkpoint(ckpt, "mlp", d=8, seed=3, hparams=dict(
       as_arch="resnet18", nsteps=20, batch_size=256, uniformity_coef=25.0))
-  theirs = _torch_fcnet_scores(weights.flax_to_torch(variables, "mlp", "encoder"), w, _images())
+  state = weights.flax_to_torch(variables, "mlp", "encoder")
+  theirs = _torch_fcnet_scores(state, w, _images())
   for polarity, sign in (("training", -1.0), ("csv", 1.0)):
     workdir = str(tmp_path / polarity)
-    importer.import_checkpoint(ckpt, workdir, polarity=polarity, name="mine")
+    importer.import_checkpoint(ckpt, workdir, polarity=polarity, name="mine",
+                               batch_norm="running")
     ours = task_discovery.load(workdir).scores(_images())
     np.testing.assert_allclose(ours, sign * theirs, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(ours > 0, sign * theirs > 0)
+  # The default, the original's labelling: every batch of consecutive images on its own
+  # statistics (here batches of 16: 16 + 16 + 8; a last batch of one would join the one before).
+  x = _images(40, seed=5)
+  workdir = str(tmp_path / "batch")
+  importer.import_checkpoint(ckpt, workdir)
+  net = task_discovery.load(workdir)
+  assert net.batch_norm == "batch" and net.default_batch_size == 512
+  theirs = np.concatenate([-_torch_fcnet_scores(state, w, x[i:i + 16], training=True)
+                           for i in (0, 16, 32)])
+  ours = net.scores(x, batch_size=16)
+  np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+  np.testing.assert_array_equal(ours > 0, theirs > 0)
+  running = task_discovery.load(workdir, batch_norm="running").scores(x, batch_size=16)
+  assert np.mean((running > 0) != (ours > 0)) > 0.05  # the two labellings are not the same
+  assert not np.array_equal(net.scores(x, batch_size=40), ours)  # the batches are part of it
+  with pytest.raises(ValueError, match="single image"):
+    net.scores(x[:1])
+  with pytest.raises(ValueError, match="batch_norm='eval' is not one of"):
+    task_discovery.load(workdir, batch_norm="eval")
   # The config takes the original's hyper-parameters; the report says where it came from.
   with open(tmp_path / "csv" / "config.json") as f:
     c = json.load(f)
@@ -141,6 +166,7 @@ def test_mlp_labels_match_a_torch_forward_in_both_polarities(tmp_path):
   with open(tmp_path / "csv" / "report.json") as f:
     imported = json.load(f)["imported"]
   assert imported["name"] == "mine" and imported["polarity"] == "csv"
+  assert imported["batch_norm"] == "running"
   assert len(imported["sha256"]) == 64
 
 
@@ -230,6 +256,7 @@ def test_jobs_use_an_imported_workdir_the_original_csv_and_its_reference_as(tmp_
   import tensorflow_datasets as tfds
   from task_discovery.data import datasets
   from task_discovery.jobs import adversarial
+  from task_discovery.jobs import evaluation
   from task_discovery import main as main_lib
   ckpt = str(tmp_path / "checkpoint_mlp.ckpt")
   write_checkpoint(ckpt, "mlp", d=4, seed=4)
@@ -257,6 +284,17 @@ def test_jobs_use_an_imported_workdir_the_original_csv_and_its_reference_as(tmp_
     names, labels = tasks_lib.load_task_file(csv_path, dataset.num_images,
                                              source_index=dataset.source_index)
     np.testing.assert_array_equal(labels, file_labels[:, dataset.source_index])
+    # The imported tasks label as the original: each batch its loaders serve (training part in
+    # the evaluation's order, then the held-out part) on that batch's BatchNorm statistics.
+    families, _ = evaluation.extra_families(c, dataset)
+    net, raw = task_discovery.load(imported), dataset.raw_images()
+    train_order, heldout = evaluation.loader_batches(c, dataset)
+    assert len(train_order) == len(dataset.train_idx) // 32 * 32
+    assert set(train_order) <= set(dataset.train_idx.tolist())
+    np.testing.assert_array_equal(heldout, dataset.heldout_idx)
+    for batch in np.split(train_order, len(train_order) // 32) + [heldout[:32]]:
+      np.testing.assert_array_equal(families["discovered"][1][:, batch],
+                                    net(raw[batch], batch_size=32).T)
     c.job = "adversarial_split"
     c.eval.update(discovery_workdir="", labels_file="", labels_columns=(), reference_file="")
     tau = task_discovery.load(imported)(dataset.raw_images()).T

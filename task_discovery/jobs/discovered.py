@@ -21,15 +21,48 @@ def task_names(workdir: str, num_tasks: int) -> list[str]:
   return [f"{name}-{i}" for i in range(num_tasks)]
 
 
-def task_labels(workdir: str, dataset: datasets.Dataset, *, field: str) -> np.ndarray:
+def labels_in_batches(net: loader.TaskNetwork, images: np.ndarray, batches: list[np.ndarray],
+                      *, batch_size: int, normalized: bool = False) -> np.ndarray:
+  """Hard labels `[d, N]` of `images` labelled as the original's evaluation labels them.
+
+  Each entry of `batches` is an ordered index array whose images are labelled together, in
+  consecutive batches of `batch_size` (with `net.batch_norm == "batch"`, each one BatchNorm
+  batch: the original labels every training and test batch as its loader serves it). Images
+  that no entry holds are labelled last, in their order.
+
+  Raises:
+    ValueError: an image in two entries.
+  """
+  n = len(images)
+  order = np.concatenate([np.asarray(b, np.int64).ravel() for b in batches] or
+                         [np.zeros(0, np.int64)])
+  if len(np.unique(order)) != len(order):
+    raise ValueError("an image is in two of the batches to label")
+  rest = np.setdiff1d(np.arange(n), order)
+  labels = np.zeros((net.num_tasks, n), np.int32)
+  for group in [np.asarray(b, np.int64).ravel() for b in batches] + [rest]:
+    if len(group):
+      labels[:, group] = net.labels(images[group], batch_size=batch_size,
+                                    normalized=normalized).T
+  return labels
+
+
+def task_labels(workdir: str, dataset: datasets.Dataset, *, field: str,
+                batches: list[np.ndarray] | None = None, batch_size: int | None = None
+                ) -> np.ndarray:
   """Hard labels `[d, N]` of the workdir's discovered tasks on `dataset`'s images.
 
   A discovery run's exported `tasks.npz` is read when the run labelled these same images; a
   workdir without one (an imported checkpoint) labels them with its task network
-  (`task_discovery.load`), on the images in [0, 1] normalised as the network was trained.
+  (`task_discovery.load`), on the images in [0, 1] normalised as the network was trained, with
+  the BatchNorm mode the workdir records.
 
   Args:
     field: the config field that named the workdir, for the messages.
+    batches: the order in which a job's data loader serves the images (`labels_in_batches`):
+      with BatchNorm on batch statistics the labels depend on it. Default: all images in the
+      dataset's order.
+    batch_size: images per labelled batch; default the workdir's (512, the original's).
   """
   if not workdir:
     raise ValueError(
@@ -50,7 +83,10 @@ def task_labels(workdir: str, dataset: datasets.Dataset, *, field: str) -> np.nd
                        f"{tuple(net.input_shape)}, {dataset.name!r} has {dataset.input_shape}")
     logging.info("labelling %d images of %s with the %d tasks of %s (step %d)",
                  dataset.num_images, dataset.name, net.num_tasks, workdir, net.step)
-    return np.ascontiguousarray(net.labels(dataset.raw_images()).T.astype(np.int32))
+    logging.info("BatchNorm on %s statistics%s", net.batch_norm,
+                 " (batches of the evaluation's order)" if net.batch_norm == "batch" else "")
+    return labels_in_batches(net, dataset.raw_images(), batches or [],
+                             batch_size=batch_size or net.default_batch_size)
   try:
     with np.load(path) as f:
       labels = np.asarray(f["labels"])

@@ -112,6 +112,17 @@ def write_family_outputs(workdir: str, dataset: datasets.Dataset, sections: dict
   return report
 
 
+def loader_batches(config, dataset: datasets.Dataset) -> list[np.ndarray]:
+  """The images in the order the evaluation serves them: the training part in epoch 0's batch
+  order (every epoch's, with `eval.reshuffle=False`), then the held-out part. An imported task
+  network that labels with BatchNorm on batch statistics labels them in these batches of
+  `eval.batch_size`, as the original's train-2net.py labels each batch its loaders serve."""
+  key = agreement.epoch_key(keys.stream(keys.root(config.seed), keys.Stream.EVAL_DATA), 0)
+  positions = np.asarray(agreement.batch_positions(key, len(dataset.train_idx),
+                                                   config.eval.batch_size)).ravel()
+  return [np.asarray(dataset.train_idx)[positions], np.asarray(dataset.heldout_idx)]
+
+
 def extra_families(config, dataset: datasets.Dataset):
   """The tasks `job='agreement'` evaluates besides human and random ones: a discovery (or
   imported) workdir's (`eval.discovery_workdir`) and a labels file's (`eval.labels_file`, the
@@ -119,7 +130,9 @@ def extra_families(config, dataset: datasets.Dataset):
   families, names = {}, {}
   e = config.eval
   if e.discovery_workdir:
-    labels = discovered.task_labels(e.discovery_workdir, dataset, field="eval.discovery_workdir")
+    labels = discovered.task_labels(e.discovery_workdir, dataset, field="eval.discovery_workdir",
+                                    batches=loader_batches(config, dataset),
+                                    batch_size=e.batch_size)
     families["discovered"] = (np.arange(len(labels)), labels)
     names["discovered"] = discovered.task_names(e.discovery_workdir, len(labels))
   if e.labels_file:

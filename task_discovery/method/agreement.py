@@ -65,6 +65,19 @@ def init_learners(model: models.Model, optimizer: optax.GradientTransformation,
   return LearnerState(variables["params"], variables.get("batch_stats", {}), opt_state)
 
 
+def batch_positions(key: jax.Array, num_train: int, batch_size: int) -> jax.Array:
+  """`[steps, batch_size]` positions into the training indices: one epoch's batches, drawn from
+  `key` (`num_train // batch_size` steps; the remainder is dropped)."""
+  steps = num_train // batch_size
+  return jax.random.permutation(key, num_train)[: steps * batch_size].reshape(steps, batch_size)
+
+
+def epoch_key(key: jax.Array, epoch: int, reshuffle: bool = True) -> jax.Array:
+  """The batch-order key of an epoch: `fold_in(key, epoch)`, or epoch 0's for every epoch
+  without reshuffling (the original's train-2net.py, shuffle: False)."""
+  return jax.random.fold_in(key, epoch if reshuffle else 0)
+
+
 def make_train_epoch(model: models.Model, optimizer: optax.GradientTransformation, *,
                      batch_size: int) -> Callable:
   """Returns `train_epoch(state, images, labels, train_idx, key) -> (state, mean_loss [T, L])`.
@@ -83,10 +96,7 @@ def make_train_epoch(model: models.Model, optimizer: optax.GradientTransformatio
   @functools.partial(jax.jit, donate_argnums=0)
   def train_epoch(state, images, labels, train_idx, key):
     shared = train_idx.ndim == 1
-    num_train = train_idx.shape[-1]
-    steps = num_train // batch_size
-    positions = jax.random.permutation(key, num_train)[: steps * batch_size]
-    positions = positions.reshape(steps, batch_size)
+    positions = batch_positions(key, train_idx.shape[-1], batch_size)
     # Shared images are gathered once per step and broadcast over tasks.
     over_tasks = jax.vmap(over_learners, in_axes=(0, 0, 0, None if shared else 0, 0))
 
@@ -213,7 +223,7 @@ def evaluate_tasks(model: models.Model, images: np.ndarray, labels: np.ndarray, 
     state = init(put_tasks(learner_keys))
     for epoch in range(config.num_epochs):
       state, loss = train_epoch(state, images, chunk_labels, chunk_train,
-                                jax.random.fold_in(key, epoch if reshuffle else 0))
+                                epoch_key(key, epoch, reshuffle))
       bar.update(sl.start * config.num_epochs + size * (epoch + 1),
                  f"loss {float(sharding.to_host(loss).mean()):.4f}")
     preds, targets = _heldout_predictions(predict, state, images, chunk_labels, chunk_heldout)

@@ -51,20 +51,88 @@ def hard_labels(scores: jax.Array) -> jax.Array:
   return (scores > 0).astype(jnp.int32)
 
 
-def make_labeler(encoder: interface.Model, *, batch_size: int = 1024) -> Callable:
-  """`label(params, batch_stats, directions, images) -> scores [d, N]` with the encoder in eval
-  mode (running statistics), in chunks of `batch_size` images. Hard labels are
+# How BatchNorm normalises when a task network labels images: "running" uses the running
+# statistics (true eval mode; this library's discovery runs export their tasks so), "batch" the
+# statistics of the batch being labelled, as the original's encoder always does (its `train()`
+# override ignores `mode`, so its `encoder.eval()` changes nothing; docs/original.md).
+BATCH_NORM_MODES = ("running", "batch")
+# The original's evaluation batches (train-2net.py: batch_size 512, shuffle False): with
+# batch_norm="batch" the labels depend on which images share a batch, so this is part of a task.
+ORIGINAL_BATCH_SIZE = 512
+
+
+def check_batch_norm(batch_norm: str) -> str:
+  if batch_norm not in BATCH_NORM_MODES:
+    raise ValueError(f"batch_norm={batch_norm!r} is not one of {BATCH_NORM_MODES}: 'running' "
+                     "labels with BatchNorm's running statistics (eval mode), 'batch' with the "
+                     "statistics of each labelled batch (the original's labelling)")
+  return batch_norm
+
+
+def batch_chunks(num_images: int, batch_size: int) -> list[slice]:
+  """Consecutive chunks of `batch_size` images; a last chunk of one image joins the one before
+  it (BatchNorm has no statistics of one image: PyTorch refuses such a batch in training mode)."""
+  starts = list(range(0, num_images, batch_size))
+  if len(starts) > 1 and num_images - starts[-1] == 1:
+    starts.pop()
+  return [slice(a, b) for a, b in zip(starts, starts[1:] + [num_images])]
+
+
+def _chunked(fn: Callable, images: jax.Array, *, batch_size: int, batch_norm: str,
+             axis: int = 0) -> jax.Array:
+  """`fn` over chunks of `batch_size` images, concatenated along `axis`. With "batch" every
+  chunk is a BatchNorm batch (`batch_chunks`); with "running" the chunks only bound memory."""
+  n = images.shape[0]
+  if n == 0:
+    raise ValueError("no images to label")
+  if batch_norm == "batch":
+    if n == 1:
+      raise ValueError("batch_norm='batch' can not label a single image (BatchNorm has no "
+                       "statistics of one image): label it with others, or use "
+                       "batch_norm='running'")
+    chunks = batch_chunks(n, batch_size)
+  else:
+    chunks = [slice(i, i + batch_size) for i in range(0, n, batch_size)]
+  return jnp.concatenate([fn(images[sl]) for sl in chunks], axis=axis)
+
+
+def make_embedder(encoder: interface.Model, *, batch_size: int = 1024,
+                  batch_norm: str = "running") -> Callable:
+  """`embed(params, batch_stats, images) -> h [N, d]` in chunks of `batch_size` images.
+
+  `batch_norm="running"`: eval mode; the chunking changes nothing but memory.
+  `batch_norm="batch"`: every chunk is one BatchNorm batch, normalised with its own statistics
+  (the running statistics are neither used nor updated), so the chunks are part of the result.
+  """
+  train = check_batch_norm(batch_norm) == "batch"
+
+  @jax.jit
+  def embed_chunk(params, batch_stats, x):
+    return encoder.apply({"params": params, "batch_stats": batch_stats}, x, train)[0]
+
+  def embed(params, batch_stats, images):
+    return _chunked(lambda x: embed_chunk(params, batch_stats, x), images,
+                    batch_size=batch_size, batch_norm=batch_norm)
+
+  return embed
+
+
+def make_labeler(encoder: interface.Model, *, batch_size: int = 1024,
+                 batch_norm: str = "running") -> Callable:
+  """`label(params, batch_stats, directions, images) -> scores [d, N]`, in chunks of
+  `batch_size` images, with BatchNorm as `batch_norm` says (`make_embedder`). Hard labels are
   `hard_labels(scores)`. The one way this library labels images with a task network: the
   exported tasks and `loader.TaskNetwork` both go through it."""
+  train = check_batch_norm(batch_norm) == "batch"
 
   @jax.jit
   def scores_of(params, batch_stats, directions, x):
-    h, _ = encoder.apply({"params": params, "batch_stats": batch_stats}, x, False)
+    h, _ = encoder.apply({"params": params, "batch_stats": batch_stats}, x, train)
     return task_scores(h, directions)
 
   def label(params, batch_stats, directions, images):
-    return interface.apply_in_chunks(lambda x: scores_of(params, batch_stats, directions, x),
-                                     images, batch_size=batch_size, axis=-1)
+    return _chunked(lambda x: scores_of(params, batch_stats, directions, x), images,
+                    batch_size=batch_size, batch_norm=batch_norm, axis=-1)
 
   return label
 

@@ -15,6 +15,7 @@ from task_discovery import config as config_lib
 from task_discovery import keys
 from task_discovery import models
 from task_discovery.method import meta
+from task_discovery.models import task_network
 from task_discovery.original import checkpoint as original
 from task_discovery.original import weights
 from task_discovery.run import checkpoints
@@ -100,10 +101,14 @@ def default_name(family: str, num_tasks: int) -> str:
 
 
 def import_checkpoint(path: str, workdir: str, *, polarity: str = "training",
-                      name: str | None = None) -> dict:
+                      name: str | None = None, batch_norm: str = "batch") -> dict:
   """Writes `workdir` from the original's checkpoint `path`: `config.json`, one checkpoint at
   the original's global step (with the original's input normalisation, so that
   `task_discovery.load` labels images in [0, 1]) and `report.json` with where it came from.
+
+  `batch_norm` is the labelling the workdir records (`task_discovery.load` and the jobs use it):
+  "batch" (default), BatchNorm on each batch's statistics as the original labels every image
+  (its encoder's `train()` ignores `mode`); "running", true eval mode (docs/original.md).
 
   Returns:
     the `imported` section of report.json.
@@ -124,7 +129,8 @@ def import_checkpoint(path: str, workdir: str, *, polarity: str = "training",
   info = {"checkpoint": os.path.abspath(path), "sha256": _sha256(path),
           "name": name or default_name(net.family, num_tasks),
           "family": net.family, "num_tasks": num_tasks,
-          "polarity": polarity, "global_step": net.global_step, "epoch": net.epoch,
+          "polarity": polarity, "batch_norm": batch_norm,
+          "batch_size": task_network.ORIGINAL_BATCH_SIZE, "global_step": net.global_step, "epoch": net.epoch,
           "dataset": net.hparams.get("dataset", "cifar10"), "mean": list(net.mean), "std": list(net.std),
           "hyper_parameters": {k: v for k, v in net.hparams.items()
                                if isinstance(v, (str, int, float, bool, type(None)))}}
