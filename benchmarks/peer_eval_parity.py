@@ -39,7 +39,8 @@ The same on both sides:
 
 This library's side is `jobs.evaluation.evaluate_families`, what `job=agreement` runs: all
 tasks of a seed vmapped, `--tasks_per_chunk` at a time. Seconds per task: this library's
-`evaluate_families` wall time (compilation included: every call compiles its step) over the
+`evaluate_families` wall time (compilation included: the first seed compiles into an empty
+compilation cache, as `main` keeps one, and the later seeds read the programs back) over the
 tasks; the original's time per task (building its module, `fit`, `test`; process start and
 imports excluded). The seeds alternate between the sides (original seed s, then this library's
 seed s), so that load from other processes falls on both alike; `other_cpu` is the share of
@@ -73,6 +74,7 @@ import numpy as np
 
 import task_discovery
 from task_discovery import config as config_lib
+from task_discovery import main as main_lib
 from task_discovery.data import datasets
 from task_discovery.jobs import discovered
 from task_discovery.jobs import evaluation
@@ -326,6 +328,10 @@ def main(argv=None):
   busy0, total0 = cpu_jiffies()
   own0, wall0 = own_cpu_seconds(), time.perf_counter()
   with tempfile.TemporaryDirectory() as workdir:
+    # The library's compilation cache (on by default in `main`), new and empty: the first seed
+    # compiles, the later ones read the programs back, as `--seeds=...` runs in one process do.
+    base.compilation_cache.dir = os.path.join(workdir, "jax_cache")
+    main_lib.setup_compilation_cache(base)
     if args.discovered:
       checkpoint, imported, chosen = original_task_network(args, dataset, workdir)
       settings["discovered"] = dict(checkpoint=checkpoint, tasks=chosen)

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -15,6 +16,7 @@ sys.path.insert(0, ROOT)  # `experiments` is a directory of scripts, not an inst
 
 from experiments import adversarial_vs_random  # noqa: E402
 from experiments import as_families  # noqa: E402
+from experiments import batch_norm_labels  # noqa: E402
 from experiments import common  # noqa: E402
 from experiments import cross_architecture  # noqa: E402
 from experiments import sweep_tasks_and_diversity  # noqa: E402
@@ -175,6 +177,19 @@ def test_task_sheets_draw_one_panel_per_source(families, tmp_path):
   # Two panels of 2 + 1 + 2 columns and a gap column against one panel: about twice as wide.
   width_two, width_one = image.imread(out).shape[1], image.imread(one).shape[1]
   assert 1.8 < width_two / width_one < 2.6
+
+
+def test_batch_norm_labels_compare_the_modes_and_the_batches(families, tmp_path):
+  _, first = families
+  out = str(tmp_path / "bn.json")
+  (small,) = batch_norm_labels.main([first["workdir"], "--batch_size=64", "--out", out])
+  (whole,) = batch_norm_labels.main([first["workdir"], "--batch_size=100000"])
+  assert read(out)[0]["running_vs_batch"] == small["running_vs_batch"]
+  assert len(small["running_vs_batch_per_task"]) == small["num_tasks"] == NUM_TASKS
+  assert small["running_vs_batch"] == pytest.approx(np.mean(small["running_vs_batch_per_task"]))
+  # One batch of all the images has the same statistics in any order: the orders agree (up to
+  # a label on the boundary); batches of 64 are other statistics.
+  assert whole["batch_orders_differ"] <= 0.002 < small["batch_orders_differ"]
 
 
 # ------------------------------------------------------------------------------------- seeds
