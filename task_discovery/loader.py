@@ -24,6 +24,10 @@ from task_discovery.run import checkpoints
 from task_discovery.run import workdir as workdir_lib
 
 
+def _default_batch_size(batch_norm: str) -> int:
+  return task_network.ORIGINAL_BATCH_SIZE if batch_norm == "batch" else 1024
+
+
 @dataclasses.dataclass
 class TaskNetwork:
   """A trained task network, usable without flags, datasets or training code.
@@ -69,13 +73,11 @@ class TaskNetwork:
   @property
   def default_batch_size(self) -> int:
     """512 (the original's evaluation batches) with BatchNorm on batch statistics, else 1024."""
-    return task_network.ORIGINAL_BATCH_SIZE if self.batch_norm == "batch" else 1024
+    return _default_batch_size(self.batch_norm)
 
   def _mode(self, batch_norm: str | None, batch_size: int | None) -> tuple[str, int]:
     mode = task_network.check_batch_norm(batch_norm or self.batch_norm)
-    if batch_size is None:
-      batch_size = task_network.ORIGINAL_BATCH_SIZE if mode == "batch" else 1024
-    return mode, int(batch_size)
+    return mode, int(batch_size or _default_batch_size(mode))
 
   def embed(self, images, *, normalized: bool = False, batch_size: int | None = None,
             batch_norm: str | None = None) -> np.ndarray:

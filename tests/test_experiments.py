@@ -15,6 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # `experiments` is a directory of scripts, not an installed package
 
 from experiments import adversarial_vs_random  # noqa: E402
+from experiments import architecture_pairs  # noqa: E402
 from experiments import as_families  # noqa: E402
 from experiments import batch_norm_labels  # noqa: E402
 from experiments import common  # noqa: E402
@@ -190,6 +191,28 @@ def test_batch_norm_labels_compare_the_modes_and_the_batches(families, tmp_path)
   # One batch of all the images has the same statistics in any order: the orders agree (up to
   # a label on the boundary); batches of 64 are other statistics.
   assert whole["batch_orders_differ"] <= 0.002 < small["batch_orders_differ"]
+
+
+def test_architecture_pairs_average_seeds_per_task_then_take_the_interval_over_tasks(tmp_path):
+  # Two seeds, three discovered tasks and two human ones, scored by cnn and mlp learners.
+  scores = {("cnn", 0): [0.90, 0.80, 0.70], ("mlp", 0): [0.85, 0.80, 0.60],
+            ("cnn", 1): [0.92, 0.82, 0.72], ("mlp", 1): [0.85, 0.78, 0.64]}
+  for (arch, seed), values in scores.items():
+    path = tmp_path / f"seed_{seed}" / f"eval_{arch}" / "cnn"
+    path.mkdir(parents=True)
+    tasks = [{"family": "file", "index": i, "agreement": v} for i, v in enumerate(values)]
+    tasks += [{"family": "human", "index": i, "agreement": 0.9} for i in (0, 11)]
+    (path / "report.json").write_text(json.dumps({"tasks": tasks}))
+  found, human = architecture_pairs.main([str(tmp_path), "--source=cnn", "--own=cnn",
+                                          "--other=mlp"])
+  per_task = np.asarray([0.06, 0.02, 0.09])  # each task's difference, mean over the seeds
+  assert found["per_task"] == pytest.approx(per_task.tolist())
+  mean, half = 0.17 / 3, 4.302653 * per_task.std(ddof=1) / np.sqrt(3)  # t(0.975, 2 df)
+  assert found["interval"] == pytest.approx([mean - half, mean + half], abs=1e-6)
+  assert mean - half < 0 and not found["decided"]  # 3 tasks this spread apart decide nothing
+  assert found["seeds"] == 2 and found["tasks"] == 3
+  assert human["mean_difference"] == 0 and human["decided"]  # width 0 < 0.01
+  assert read(tmp_path / "architecture_pairs.json")[0]["mean_difference"] == pytest.approx(mean)
 
 
 # ------------------------------------------------------------------------------------- seeds

@@ -154,6 +154,16 @@ def test_mlp_labels_match_a_torch_forward_in_both_polarities(tmp_path):
   assert not np.array_equal(net.scores(x, batch_size=40), ours)  # the batches are part of it
   with pytest.raises(ValueError, match="single image"):
     net.scores(x[:1])
+  # Labelled in a loader's order: each entry's batches on their own statistics, the rest last
+  # (a lone image left over: running statistics); an image may not be in two entries.
+  from task_discovery.jobs import discovered
+  order = np.random.default_rng(0).permutation(40)
+  got = discovered.labels_in_batches(net, x, [order[:32], order[32:39]], batch_size=16)
+  np.testing.assert_array_equal(got[:, order[16:32]], net(x[order[16:32]]).T)
+  np.testing.assert_array_equal(got[:, order[32:39]], net(x[order[32:39]]).T)
+  np.testing.assert_array_equal(got[:, order[39:]], net(x[order[39:]], batch_norm="running").T)
+  with pytest.raises(ValueError, match="in two of the batches"):
+    discovered.labels_in_batches(net, x, [order[:8], order[4:12]], batch_size=16)
   with pytest.raises(ValueError, match="batch_norm='eval' is not one of"):
     task_discovery.load(workdir, batch_norm="eval")
   # The config takes the original's hyper-parameters; the report says where it came from.

@@ -28,7 +28,8 @@ def labels_in_batches(net: loader.TaskNetwork, images: np.ndarray, batches: list
   Each entry of `batches` is an ordered index array whose images are labelled together, in
   consecutive batches of `batch_size` (with `net.batch_norm == "batch"`, each one BatchNorm
   batch: the original labels every training and test batch as its loader serves it). Images
-  that no entry holds are labelled last, in their order.
+  that no entry holds are labelled last, in their order (a single one with the running
+  statistics).
 
   Raises:
     ValueError: an image in two entries.
@@ -42,8 +43,11 @@ def labels_in_batches(net: loader.TaskNetwork, images: np.ndarray, batches: list
   labels = np.zeros((net.num_tasks, n), np.int32)
   for group in [np.asarray(b, np.int64).ravel() for b in batches] + [rest]:
     if len(group):
+      # A lone image has no batch statistics; one left over (in no batch a loader serves, so
+      # its label is never used) takes the running statistics' label.
+      mode = "running" if len(group) == 1 else None
       labels[:, group] = net.labels(images[group], batch_size=batch_size,
-                                    normalized=normalized).T
+                                    normalized=normalized, batch_norm=mode).T
   return labels
 
 
