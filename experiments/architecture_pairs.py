@@ -12,7 +12,9 @@ the batch order, not the tasks). Per task: the difference `AS(own) - AS(other)`,
 the seeds; the tasks are the units of the paired design, so the 95% t-interval of the mean
 difference is over tasks (n - 1 degrees of freedom). The same for the human-labelled baseline
 tasks (`eval_ARCH/<first source>`'s 'human' family), against which the shift of the learners
-themselves reads. Prints one line per family and writes `OUT/architecture_pairs.json`.
+themselves reads: the third line is the discovered tasks' mean difference minus the human
+tasks', with its Welch 95% interval (two independent sets of tasks). Prints the three lines
+and writes them to `OUT/architecture_pairs.json`.
 """
 
 from __future__ import annotations
@@ -56,6 +58,22 @@ def paired(out: str, source: str, own: str, other: str, family: str) -> dict:
               decided=bool(mean - half > 0 or mean + half < 0 or 2 * half < 0.01))
 
 
+def relative(found: dict, human: dict) -> dict:
+  """The discovered tasks' mean difference minus the human tasks', Welch's 95% interval."""
+  from scipy import stats
+  a, b = np.asarray(found["per_task"]), np.asarray(human["per_task"])
+  va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+  mean = float(a.mean() - b.mean())
+  if va + vb == 0:
+    half = 0.0
+  else:
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.975, df) * np.sqrt(va + vb))
+  return dict(family="file-human", tasks=len(a), seeds=found["seeds"], mean_difference=mean,
+              interval=[mean - half, mean + half], width=2 * half,
+              decided=bool(mean - half > 0 or mean + half < 0 or 2 * half < 0.01))
+
+
 def main(argv: Sequence[str] | None = None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -68,7 +86,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
   args = parser.parse_args(argv)
   rows = [paired(args.out, args.source, args.own, args.other, "file"),
           paired(args.out, args.baseline_source or args.source, args.own, args.other, "human")]
-  for r, what in zip(rows, (f"tasks discovered with {args.source}", "human tasks")):
+  rows.append(relative(*rows))
+  for r, what in zip(rows, (f"tasks discovered with {args.source}", "human tasks",
+                            "discovered minus human")):
     low, high = r["interval"]
     print(f"{what:<32} {args.own} - {args.other}: {r['mean_difference']:+.4f} (95% interval "
           f"{low:+.4f} .. {high:+.4f}; {r['tasks']} tasks x {r['seeds']} seeds) "

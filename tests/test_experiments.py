@@ -203,8 +203,8 @@ def test_architecture_pairs_average_seeds_per_task_then_take_the_interval_over_t
     tasks = [{"family": "file", "index": i, "agreement": v} for i, v in enumerate(values)]
     tasks += [{"family": "human", "index": i, "agreement": 0.9} for i in (0, 11)]
     (path / "report.json").write_text(json.dumps({"tasks": tasks}))
-  found, human = architecture_pairs.main([str(tmp_path), "--source=cnn", "--own=cnn",
-                                          "--other=mlp"])
+  found, human, relative = architecture_pairs.main([str(tmp_path), "--source=cnn",
+                                                    "--own=cnn", "--other=mlp"])
   per_task = np.asarray([0.06, 0.02, 0.09])  # each task's difference, mean over the seeds
   assert found["per_task"] == pytest.approx(per_task.tolist())
   mean, half = 0.17 / 3, 4.302653 * per_task.std(ddof=1) / np.sqrt(3)  # t(0.975, 2 df)
@@ -212,6 +212,8 @@ def test_architecture_pairs_average_seeds_per_task_then_take_the_interval_over_t
   assert mean - half < 0 and not found["decided"]  # 3 tasks this spread apart decide nothing
   assert found["seeds"] == 2 and found["tasks"] == 3
   assert human["mean_difference"] == 0 and human["decided"]  # width 0 < 0.01
+  # Against the human tasks (no spread): Welch's interval is the discovered tasks' own.
+  assert relative["interval"] == pytest.approx(found["interval"], abs=1e-6)
   assert read(tmp_path / "architecture_pairs.json")[0]["mean_difference"] == pytest.approx(mean)
 
 
