@@ -129,12 +129,11 @@ def table_task(torch, labels):
   return task
 
 
-def embedding_task(torch, discovered, index):
-  """Linear task `index` of an `ASUniformityTraining` checkpoint, built as train-2net.py builds it
-  after `load_from_checkpoint` (module docstring; the checkpoint's tensors are read directly, so
-  no data module is needed)."""
+def embedding_task(torch, ckpt, index):
+  """Linear task `index` of an `ASUniformityTraining` checkpoint (`torch.load`ed), built as
+  train-2net.py builds it after `load_from_checkpoint` (module docstring; the checkpoint's
+  tensors are read directly, so no data module is needed)."""
   from models.tasks import CIFAREmbeddingClassificationTask
-  ckpt = torch.load(discovered['checkpoint'], map_location='cpu', weights_only=True)
   hp, state = ckpt['hyper_parameters'], ckpt['state_dict']
   task = CIFAREmbeddingClassificationTask(h_dim=hp['h_dim'], in_dim=(3, 32, 32),
                                           out_type='class', arch=hp['arch'], n_classes=2)
@@ -209,8 +208,10 @@ def main():
     import logging
     logging.getLogger('pytorch_lightning').setLevel(logging.ERROR)
     discovered = settings.get('discovered') or {'tasks': []}
+    ckpt = (torch.load(discovered['checkpoint'], map_location='cpu', weights_only=True)
+            if discovered['tasks'] else None)  # read once, every task and seed builds from it
     task_fns = ([lambda t=t: table_task(torch, labels[t]) for t in range(len(labels))] +
-                [lambda i=i: embedding_task(torch, discovered, i) for i in discovered['tasks']])
+                [lambda i=i: embedding_task(torch, ckpt, i) for i in discovered['tasks']])
     data_seeds = settings.get('data_seeds') or [DATA_SEED] * len(settings['seeds'])
     shape = (len(settings['seeds']), len(task_fns))
     out = dict(agreement=np.zeros(shape), accuracy=np.zeros(shape + (2,)),

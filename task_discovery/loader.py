@@ -52,6 +52,10 @@ class TaskNetwork:
   input_shape: tuple
   encoder: models.Model
   batch_norm: str = "running"
+  # Compiled labellers per (mode, batch size): a job labels several groups of images, and a
+  # new jit closure per call would compile the encoder again each time.
+  _labelers: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
+                                      compare=False)
 
   @property
   def num_tasks(self) -> int:
@@ -101,8 +105,10 @@ class TaskNetwork:
              batch_norm: str | None = None) -> np.ndarray:
     """Task scores `<w_i, h(x)>` `[N, d]`; label 1 iff positive. Arguments as `embed`."""
     mode, size = self._mode(batch_norm, batch_size)
-    label = task_network.make_labeler(self.encoder, batch_size=size, batch_norm=mode)
-    return np.asarray(label(self.params, self.batch_stats, self.directions,
+    if (mode, size) not in self._labelers:
+      self._labelers[mode, size] = task_network.make_labeler(self.encoder, batch_size=size,
+                                                             batch_norm=mode)
+    return np.asarray(self._labelers[mode, size](self.params, self.batch_stats, self.directions,
                             self._prepare(images, normalized))).T
 
   def labels(self, images, **kwargs) -> np.ndarray:

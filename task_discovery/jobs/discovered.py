@@ -35,13 +35,12 @@ def labels_in_batches(net: loader.TaskNetwork, images: np.ndarray, batches: list
     ValueError: an image in two entries.
   """
   n = len(images)
-  order = np.concatenate([np.asarray(b, np.int64).ravel() for b in batches] or
-                         [np.zeros(0, np.int64)])
+  groups = [np.asarray(b, np.int64).ravel() for b in batches]
+  order = np.concatenate(groups or [np.zeros(0, np.int64)])
   if len(np.unique(order)) != len(order):
     raise ValueError("an image is in two of the batches to label")
-  rest = np.setdiff1d(np.arange(n), order)
   labels = np.zeros((net.num_tasks, n), np.int32)
-  for group in [np.asarray(b, np.int64).ravel() for b in batches] + [rest]:
+  for group in groups + [np.setdiff1d(np.arange(n), order)]:
     if len(group):
       # A lone image has no batch statistics; one left over (in no batch a loader serves, so
       # its label is never used) takes the running statistics' label.
